@@ -1,0 +1,495 @@
+// Package engine turns events into decisions: it keeps entity state, runs
+// the rules indexed for each event's subject, walks the delivery policy and
+// writes decisions and outbox rows — all of one batch of events in one
+// SQLite transaction, so the caller can ack the batch after Commit.
+//
+// The engine is single-threaded by design (one writer): intake batches,
+// timers, schedules and fan-out pages all run on the caller's goroutine,
+// interleaved, and read time only from the injected clock. The daemon drives
+// it from JetStream and the wall clock; `proactived test` and backtest drive
+// the very same code from a virtual clock.
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/proactived/proactived/engine/clock"
+	"github.com/proactived/proactived/engine/config"
+	"github.com/proactived/proactived/engine/event"
+	"github.com/proactived/proactived/engine/policy"
+	"github.com/proactived/proactived/engine/rules"
+	"github.com/proactived/proactived/engine/store"
+)
+
+// Options are the engine's dependencies.
+type Options struct {
+	Store  *store.Store
+	Clock  clock.Clock
+	Config *config.Config
+	Rules  *rules.Set
+	Logger *slog.Logger
+	// Wake is called (without blocking) after a commit that queued
+	// notifications, so the dispatcher need not poll.
+	Wake func()
+	// Observer receives counts for metrics; may be nil.
+	Observer Observer
+	// Shadow makes every rule behave as mode: shadow (backtest).
+	Shadow bool
+}
+
+// Observer is told what the engine did, for metrics.
+type Observer interface {
+	Evaluated(rule string, fired bool, err bool)
+	Decided(rule, verdict string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Evaluated(string, bool, bool) {}
+func (nopObserver) Decided(string, string)       {}
+
+// Engine evaluates rules over events and time.
+type Engine struct {
+	st       *store.Store
+	clk      clock.Clock
+	cfg      *config.Config
+	log      *slog.Logger
+	wake     func()
+	obs      Observer
+	shadow   bool
+	set      atomic.Pointer[rules.Set]
+	mu       sync.Mutex // serialises HandleBatch, Tick and reloads
+	cache    *entityCache
+	vm       vm.VM
+	env      map[string]any
+	keyEnv   map[string]any
+	msgEnv   map[string]any
+	cur      *batch // the transaction in progress
+	lastSeq  uint64
+	channels map[string]policy.ChannelInfo
+	qh       policy.QuietHours
+	defLoc   *time.Location
+	locs     map[string]*time.Location
+	idSeq    uint32
+	// currentCustomer is the customer key of the evaluation in progress,
+	// for contacted_within().
+	currentCustomer string
+	ttlCursor       map[string]string
+}
+
+// New opens the engine on a store.
+func New(ctx context.Context, o Options) (*Engine, error) {
+	if o.Store == nil || o.Config == nil || o.Rules == nil {
+		return nil, errors.New("engine: store, config and rules are required")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Wall{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Wake == nil {
+		o.Wake = func() {}
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	e := &Engine{
+		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
+		wake: o.Wake, obs: o.Observer, shadow: o.Shadow,
+		cache: newEntityCache(200_000),
+		locs:  map[string]*time.Location{},
+		ttlCursor: map[string]string{},
+	}
+	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("engine: defaults.timezone: %w", err)
+	}
+	e.defLoc = loc
+	if qh := o.Config.Policy.QuietHours; qh.Start != "" {
+		s, err1 := config.ParseClock(qh.Start)
+		en, err2 := config.ParseClock(qh.End)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("engine: quiet hours: %w", err)
+		}
+		e.qh = policy.QuietHours{Start: s, End: en, Enabled: true}
+	}
+	e.channels = map[string]policy.ChannelInfo{}
+	for name, ch := range o.Config.Channels {
+		e.channels[name] = policy.ChannelInfo{AddressField: ch.AddressField}
+	}
+	e.msgEnv = map[string]any{"subject": "", "id": "", "time": time.Time{}}
+	e.keyEnv = map[string]any{rules.EnvEvent: map[string]any(nil), rules.EnvMsg: e.msgEnv}
+	e.SetRules(o.Rules)
+	var v string
+	err = e.st.W.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'last_seq'`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("engine: read consumer position: %w", err)
+	default:
+		e.lastSeq, _ = strconv.ParseUint(v, 10, 64)
+	}
+	return e, nil
+}
+
+// SetRules swaps the rule set. State is keyed by rule name and entity, so
+// pending for: states, timers and dedup marks of rules that still exist
+// carry over untouched.
+func (e *Engine) SetRules(s *rules.Set) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	names := make([]string, 0, len(s.Entities))
+	for n := range s.Entities {
+		names = append(names, n)
+	}
+	e.env = rules.NewEnv(names, rules.Funcs{
+		Now:             e.now,
+		Sent:            e.sentFn,
+		CountSent:       e.countSentFn,
+		ContactedWithin: e.contactedWithinFn,
+	})
+	e.env[rules.EnvMsg] = e.msgEnv
+	e.set.Store(s)
+}
+
+// Rules returns the rule set in force.
+func (e *Engine) Rules() *rules.Set { return e.set.Load() }
+
+// LastSeq is the stream sequence of the last committed event.
+func (e *Engine) LastSeq() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastSeq
+}
+
+// ResetSeq forgets the consumer position (the stream was recreated).
+func (e *Engine) ResetSeq(seq uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lastSeq = seq
+}
+
+func (e *Engine) now() time.Time { return e.clk.Now() }
+
+// Prepared is an event with its entity keys computed, ready for a batch.
+type Prepared struct {
+	Ev   *event.Event
+	set  *rules.Set
+	keys []entityRef
+}
+
+type entityRef struct {
+	ent   *rules.Entity
+	key   string
+	merge bool // the entity subscribes to this subject: merge the event into its state
+}
+
+// Prepare computes the entity keys an event needs. A missing key is a
+// Rejection (dead letter), decided before anything is written.
+func (e *Engine) Prepare(ev *event.Event) (*Prepared, *event.Rejection) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.prepare(ev)
+}
+
+func (e *Engine) prepare(ev *event.Event) (p *Prepared, rej *event.Rejection) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, rej = nil, &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("key expression panicked: %v", r)}
+		}
+	}()
+	s := e.set.Load()
+	p = &Prepared{Ev: ev, set: s}
+	need := map[string]bool{}
+	for _, ent := range s.Index.Entities(ev.Subject) {
+		need[ent.Name] = true
+	}
+	// Rules may name an entity the subject does not feed: look it up by
+	// key without merging the event into it.
+	for _, r := range s.Index.Rules(ev.Subject) {
+		if _, ok := need[r.Entity]; !ok && r.Entity != "" {
+			need[r.Entity] = false
+		}
+	}
+	for _, r := range s.Index.Expecting(ev.Subject) {
+		if _, ok := need[r.Entity]; !ok && r.Entity != "" {
+			need[r.Entity] = false
+		}
+	}
+	for name, merge := range need {
+		ent := s.Entities[name]
+		if ent == nil {
+			continue
+		}
+		key, err := e.entityKey(ent, ev)
+		if err != nil {
+			return nil, &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q key %s: %v", name, ent.KeySrc, err)}
+		}
+		if key == "" {
+			return nil, &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q needs key %s, which is missing or empty", name, ent.KeySrc)}
+		}
+		p.keys = append(p.keys, entityRef{ent: ent, key: key, merge: merge})
+	}
+	return p, nil
+}
+
+func (e *Engine) entityKey(ent *rules.Entity, ev *event.Event) (string, error) {
+	e.keyEnv[rules.EnvEvent] = ev.Data
+	e.setMsg(ev)
+	out, err := e.vm.Run(ent.Key, e.keyEnv)
+	if err != nil {
+		return "", err
+	}
+	return event.KeyString(out), nil
+}
+
+func (e *Engine) setMsg(ev *event.Event) {
+	e.msgEnv["subject"] = ev.Subject
+	e.msgEnv["id"] = ev.ID
+	e.msgEnv["time"] = ev.Time
+}
+
+// HandleBatch applies a batch of prepared events in one transaction and
+// commits it. When it returns nil every effect is durable and the caller may
+// ack; on error nothing of the batch is kept and the caller must not ack.
+func (e *Engine) HandleBatch(ctx context.Context, ps []*Prepared) error {
+	return e.handleBatch(ctx, ps, 0)
+}
+
+func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (err error) {
+	if len(ps) == 0 && upTo <= e.LastSeq() {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, err := e.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			e.rollback(b)
+		}
+	}()
+	maxSeq := max(e.lastSeq, upTo)
+	for _, p := range ps {
+		ev := p.Ev
+		if ev.Seq != 0 && ev.Seq <= e.lastSeq {
+			continue // redelivered after we committed it: no second effect
+		}
+		if ev.ExplicitID {
+			dup, err := b.seen(ctx, ev.ID, e.now())
+			if err != nil {
+				return err
+			}
+			if dup {
+				continue
+			}
+		}
+		if p.set != e.set.Load() { // rules reloaded since Prepare
+			np, rej := e.prepare(ev)
+			if rej != nil {
+				e.log.Warn("event lost its key after reload; skipped", "subject", ev.Subject, "id", ev.ID, "err", rej.Msg)
+				continue
+			}
+			p = np
+		}
+		if err := e.process(ctx, p); err != nil {
+			return err
+		}
+		if ev.Seq > maxSeq {
+			maxSeq = ev.Seq
+		}
+	}
+	if maxSeq != e.lastSeq {
+		if _, err := b.tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, strconv.FormatUint(maxSeq, 10)); err != nil {
+			return fmt.Errorf("save consumer position: %w", err)
+		}
+	}
+	if err := e.commit(ctx, b); err != nil {
+		return err
+	}
+	e.lastSeq = maxSeq
+	return nil
+}
+
+// process applies one event: state, support contacts, expectations, rules.
+func (e *Engine) process(ctx context.Context, p *Prepared) error {
+	ev := p.Ev
+	s := p.set
+	now := e.now()
+	states := make(map[string]*entity, len(p.keys))
+	for _, k := range p.keys {
+		ent, err := e.load(ctx, k.ent.Name, k.key)
+		if err != nil {
+			return err
+		}
+		if k.merge {
+			if ent.state == nil {
+				ent.state = make(map[string]any, len(ev.Data))
+			}
+			for f, v := range ev.Data {
+				ent.state[f] = v
+			}
+			ent.updated = now
+			if ent.created.IsZero() {
+				ent.created = now
+			}
+			ent.dirty = true
+			if err := e.cur.journal(ctx, ev, k.ent.Name, k.key, e.journalOn()); err != nil {
+				return err
+			}
+		}
+		states[k.ent.Name] = ent
+	}
+	if e.cfg.Support.Subject != "" && rules.SubjectMatches(e.cfg.Support.Subject, ev.Subject) {
+		if err := e.supportContact(ctx, ev); err != nil {
+			return err
+		}
+	}
+	// An expected event cancels the deadline of its entity.
+	for _, r := range s.Index.Expecting(ev.Subject) {
+		ent := states[r.Entity]
+		if ent == nil {
+			continue
+		}
+		n, err := e.cur.deleteTimer(ctx, r.Name, ent.typ, ent.key, timerAbsence)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			e.decide(ctx, decision{rule: r, etype: ent.typ, ekey: ent.key, verdict: policy.VerdictCancelled,
+				reason: "expected " + ev.Subject + " arrived", event: ev.ID})
+		}
+	}
+	for _, r := range s.Index.Rules(ev.Subject) {
+		var ent *entity
+		if r.Entity != "" {
+			ent = states[r.Entity]
+			if ent == nil {
+				continue
+			}
+		}
+		if err := e.onEvent(ctx, r, ent, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) journalOn() bool {
+	return e.cfg.Intake.Journal == nil || *e.cfg.Intake.Journal
+}
+
+// onEvent runs one rule triggered by an event.
+func (e *Engine) onEvent(ctx context.Context, r *rules.Rule, ent *entity, ev *event.Event) error {
+	switch r.Kind {
+	case rules.KindAbsence:
+		return e.arm(ctx, r, ent, ev)
+	case rules.KindFanout:
+		return e.startFanout(ctx, r, ev)
+	}
+	ok, cust, err := e.evalRule(ctx, r, ent, ev)
+	if err != nil {
+		e.decide(ctx, decision{rule: r, etype: ent.typ, ekey: ent.key, verdict: policy.VerdictError, reason: firstLine(err), event: ev.ID})
+		return nil
+	}
+	if r.For > 0 {
+		return e.holdDown(ctx, r, ent, ev, ok)
+	}
+	if !ok {
+		return nil
+	}
+	return e.fire(ctx, fireArgs{rule: r, ent: ent, ev: ev, cust: cust})
+}
+
+// evalRule evaluates notify.to (so `customer` is known) and then `if`.
+// It returns whether the rule fires and the resolved customer.
+func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *event.Event) (fired bool, cust *entity, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fired, err = false, fmt.Errorf("rule %q panicked: %v", r.Name, p)
+		}
+		e.obs.Evaluated(r.Name, fired, err != nil)
+	}()
+	e.bindEnv(r, ent, ev, nil)
+	e.currentCustomer = ""
+	if r.Notify.To != nil {
+		v, err := e.vm.Run(r.Notify.To, e.env)
+		if err != nil {
+			return false, nil, fmt.Errorf("notify.to: %w", err)
+		}
+		if key := event.KeyString(v); key != "" {
+			cust, err = e.load(ctx, rules.EnvCustomer, key)
+			if err != nil {
+				return false, nil, err
+			}
+			e.env[rules.EnvCustomer] = cust.stateOrEmpty()
+			e.currentCustomer = key
+		} else {
+			cust = &entity{typ: rules.EnvCustomer}
+		}
+	}
+	if r.If == nil {
+		return true, cust, nil
+	}
+	out, err := e.vm.Run(r.If, e.env)
+	if err != nil {
+		return false, cust, fmt.Errorf("if: %w", err)
+	}
+	b, _ := out.(bool)
+	return b, cust, nil
+}
+
+// bindEnv points the shared environment at this evaluation's data.
+func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[string]any) {
+	for name := range e.set.Load().Entities {
+		e.env[name] = map[string]any(nil)
+	}
+	e.env[rules.EnvCustomer] = map[string]any(nil)
+	if ev != nil {
+		e.env[rules.EnvEvent] = ev.Data
+		e.setMsg(ev)
+	} else {
+		e.env[rules.EnvEvent] = map[string]any(nil)
+		e.msgEnv["subject"], e.msgEnv["id"], e.msgEnv["time"] = "", "", e.now()
+	}
+	if ent != nil {
+		e.env[ent.typ] = ent.stateOrEmpty()
+	}
+	for k, v := range extra {
+		e.env[k] = v
+	}
+}
+
+func (e *Engine) location(tz string) *time.Location {
+	if tz == "" {
+		return e.defLoc
+	}
+	if l, ok := e.locs[tz]; ok {
+		return l
+	}
+	l, err := time.LoadLocation(tz)
+	if err != nil {
+		l = e.defLoc
+	}
+	e.locs[tz] = l
+	return l
+}
+
+// newID returns a time-ordered unique id (ULID-like, Crockford base32).
+func (e *Engine) newID() string {
+	e.idSeq++
+	return newULID(e.now(), e.idSeq)
+}

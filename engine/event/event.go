@@ -1,0 +1,205 @@
+// Package event decodes what producers publish into the engine's Event:
+// a plain JSON object, or a CloudEvents structured-mode document (it has
+// "specversion"). Everything else is a Rejection with a reason that names
+// the dead-letter subject it goes to.
+package event
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Event is one decoded event, decoded once and shared by every rule.
+type Event struct {
+	Subject string
+	ID      string
+	Time    time.Time
+	Type    string // CloudEvents type; empty for plain events
+	Data    map[string]any
+	// Seq is the stream sequence; 0 when the event did not come from the
+	// stream (rule tests, backtest from a file).
+	Seq uint64
+	// ExplicitID is true when the id came from the producer (Nats-Msg-Id or
+	// CloudEvents id) rather than from the stream sequence.
+	ExplicitID bool
+}
+
+// Reasons for rejecting an event; each is the last token of its
+// dead-letter subject (proactive.dead.<reason>).
+const (
+	ReasonNotJSON      = "not_json"
+	ReasonNotObject    = "not_object"
+	ReasonTooLarge     = "too_large"
+	ReasonMissingKey   = "missing_key"
+	ReasonBadCloudEvnt = "bad_cloudevent"
+)
+
+// Rejection says why an event cannot be processed.
+type Rejection struct {
+	Reason string
+	Msg    string
+}
+
+func (r *Rejection) Error() string { return r.Reason + ": " + r.Msg }
+
+// Raw is a message as it arrived.
+type Raw struct {
+	Subject string
+	Body    []byte
+	MsgID   string    // Nats-Msg-Id header
+	Seq     uint64    // stream sequence
+	Time    time.Time // stream timestamp
+}
+
+// Decode turns a raw message into an Event.
+func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
+	if maxBytes > 0 && len(m.Body) > maxBytes {
+		return nil, &Rejection{ReasonTooLarge, fmt.Sprintf("event is %d bytes, limit is %d (intake.max_event_bytes)", len(m.Body), maxBytes)}
+	}
+	body := bytes.TrimSpace(m.Body)
+	if len(body) == 0 {
+		return nil, &Rejection{ReasonNotJSON, "empty body"}
+	}
+	if body[0] != '{' {
+		if json.Valid(body) {
+			return nil, &Rejection{ReasonNotObject, "event must be a JSON object, got " + kindOf(body[0])}
+		}
+		return nil, &Rejection{ReasonNotJSON, "body is not JSON"}
+	}
+	var data map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&data); err != nil {
+		return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
+	}
+	normalize(data)
+	ev := &Event{Subject: m.Subject, Seq: m.Seq, Time: m.Time.UTC()}
+	if _, ok := data["specversion"]; ok {
+		if rej := fromCloudEvent(ev, data); rej != nil {
+			return nil, rej
+		}
+	} else {
+		ev.Data = data
+	}
+	switch {
+	case m.MsgID != "" && ev.ID == "":
+		ev.ID, ev.ExplicitID = m.MsgID, true
+	case ev.ID == "":
+		ev.ID = "seq-" + strconv.FormatUint(m.Seq, 10)
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	return ev, nil
+}
+
+func fromCloudEvent(ev *Event, ce map[string]any) *Rejection {
+	id, _ := ce["id"].(string)
+	if id == "" {
+		return &Rejection{ReasonBadCloudEvnt, "cloudevent without id"}
+	}
+	ev.ID, ev.ExplicitID = id, true
+	ev.Type, _ = ce["type"].(string)
+	if ts, ok := ce["time"].(string); ok && ts != "" {
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return &Rejection{ReasonBadCloudEvnt, fmt.Sprintf("cloudevent time %q is not RFC 3339", ts)}
+		}
+		ev.Time = t.UTC()
+	}
+	switch d := ce["data"].(type) {
+	case map[string]any:
+		ev.Data = d
+	case nil:
+		b64, ok := ce["data_base64"].(string)
+		if !ok {
+			ev.Data = map[string]any{}
+			return nil
+		}
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return &Rejection{ReasonBadCloudEvnt, "cloudevent data_base64 is not base64"}
+		}
+		var data map[string]any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&data); err != nil {
+			return &Rejection{ReasonNotObject, "cloudevent data_base64 is not a JSON object"}
+		}
+		normalize(data)
+		ev.Data = data
+	default:
+		return &Rejection{ReasonNotObject, "cloudevent data must be a JSON object"}
+	}
+	return nil
+}
+
+// normalize turns json.Number into int (when integral) or float64, so
+// expressions compare `order.total >= 50000` without surprises and
+// identifiers like 1234567890123 keep every digit.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalize(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = normalize(e)
+		}
+		return x
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return int(i)
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+// Normalize is normalize for callers holding decoded JSON (stored state).
+func Normalize(v any) any { return normalize(v) }
+
+func kindOf(b byte) string {
+	switch b {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// KeyString renders an entity key value: strings as they are, integral
+// numbers without a decimal point. Empty means "no key".
+func KeyString(v any) string {
+	switch k := v.(type) {
+	case string:
+		return k
+	case int:
+		return strconv.Itoa(k)
+	case int64:
+		return strconv.FormatInt(k, 10)
+	case float64:
+		if k == float64(int64(k)) {
+			return strconv.FormatInt(int64(k), 10)
+		}
+		return strconv.FormatFloat(k, 'f', -1, 64)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,112 @@
+// Package httpapi serves proactived's HTTP surface: health and readiness,
+// the JSON API under /api/v1 and metrics. A bearer token (http.token) guards
+// everything but /healthz and /readyz; without a token the daemon refuses to
+// listen beyond loopback.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/proactived/proactived/engine/store"
+)
+
+// Options are the API's dependencies.
+type Options struct {
+	Token  string
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+	Store  *store.Store
+	// Extra registers more handlers on the authenticated mux.
+	Extra func(mux *http.ServeMux)
+}
+
+// CheckListen refuses an address beyond loopback without a token.
+func CheckListen(addr, token string) error {
+	if addr == "" || addr == "off" || token != "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("http.addr %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("http.addr %q listens beyond loopback: set http.token (e.g. token: \"${PROACTIVED_TOKEN}\") to require a bearer token, or listen on 127.0.0.1", addr)
+	}
+	return nil
+}
+
+// New builds the handler.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	api := http.NewServeMux()
+	if o.Extra != nil {
+		o.Extra(api)
+	}
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if o.Ready == nil {
+			_, _ = w.Write([]byte("ready\n"))
+			return
+		}
+		if err := o.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	root.Handle("/", requireToken(o.Token, api))
+	return root
+}
+
+func requireToken(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="proactived"`)
+			WriteError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// WriteError writes {"error": "..."}.
+func WriteError(w http.ResponseWriter, status int, err error) {
+	WriteJSON(w, status, map[string]string{"error": strings.TrimSpace(err.Error())})
+}

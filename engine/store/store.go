@@ -1,0 +1,179 @@
+// Package store keeps proactived's durable state in one SQLite file (WAL):
+// entity snapshots, the consumer's position, decisions, the outbox and its
+// delivery attempts, dedup marks, timers and support contacts.
+//
+// One writer: all writes go through a single connection, so the engine can
+// batch many events into one transaction and SQLite never sees two writers.
+// Reads (API, explain, report) use a separate read-only pool that WAL lets
+// run beside the writer.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // SQLite driver (cgo)
+)
+
+// Store is the opened database.
+type Store struct {
+	W    *sql.DB // the single writer
+	R    *sql.DB // readers
+	Path string
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	// NORMAL in WAL mode survives a process crash (SIGKILL); only an OS
+	// crash or power loss can lose the last transactions.
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_txlock", "immediate")
+	q.Set("_cache_size", "-65536") // 64 MiB page cache
+	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate store %s: %w", path, err)
+	}
+	rq := url.Values{}
+	rq.Set("_busy_timeout", "10000")
+	rq.Set("mode", "ro")
+	r, err := sql.Open("sqlite3", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	return &Store{W: w, R: r, Path: path}, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.R.Close(), s.W.Close())
+}
+
+// Ping checks that the writer can still write (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.W.ExecContext(ctx, `UPDATE meta SET v = v WHERE k = 'schema'`)
+	return err
+}
+
+const schemaVersion = "1"
+
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`,
+	// Entity snapshots: the shallow merge of every event that touched them.
+	`CREATE TABLE IF NOT EXISTS entities (
+		type TEXT NOT NULL, key TEXT NOT NULL, state BLOB NOT NULL,
+		created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+		PRIMARY KEY (type, key)) WITHOUT ROWID`,
+	// Explicit event ids (Nats-Msg-Id, CloudEvents id) already processed.
+	// Ids derived from the stream sequence need no row: the consumer
+	// position in meta covers them.
+	`CREATE TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID`,
+	// Per-entity journal of received events, for explain.
+	`CREATE TABLE IF NOT EXISTS journal (
+		id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+		etype TEXT NOT NULL, ekey TEXT NOT NULL, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB)`,
+	`CREATE INDEX IF NOT EXISTS journal_entity ON journal (etype, ekey, id)`,
+	// Every verdict, one row each.
+	`CREATE TABLE IF NOT EXISTS decisions (
+		id INTEGER PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL,
+		etype TEXT NOT NULL, ekey TEXT NOT NULL, customer TEXT NOT NULL,
+		verdict TEXT NOT NULL, reason TEXT NOT NULL, notification TEXT NOT NULL,
+		event TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'live')`,
+	`CREATE INDEX IF NOT EXISTS decisions_entity ON decisions (etype, ekey, id)`,
+	`CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer, id)`,
+	`CREATE INDEX IF NOT EXISTS decisions_rule ON decisions (rule, at)`,
+	// The outbox: one row per notification, with its channel candidates.
+	`CREATE TABLE IF NOT EXISTS outbox (
+		id TEXT PRIMARY KEY, idem_key TEXT NOT NULL UNIQUE, rule TEXT NOT NULL,
+		etype TEXT NOT NULL, ekey TEXT NOT NULL, customer TEXT NOT NULL,
+		priority INTEGER NOT NULL, status TEXT NOT NULL,
+		candidates BLOB NOT NULL, hop INTEGER NOT NULL DEFAULT 0,
+		attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
+		doc BLOB NOT NULL, trigger BLOB, last_error TEXT NOT NULL DEFAULT '',
+		recheck INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, sent_at INTEGER NOT NULL DEFAULT 0)`,
+	`CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at)`,
+	`CREATE INDEX IF NOT EXISTS outbox_entity ON outbox (rule, ekey, created_at)`,
+	`CREATE INDEX IF NOT EXISTS outbox_customer ON outbox (customer, created_at)`,
+	// Delivery attempts.
+	`CREATE TABLE IF NOT EXISTS attempts (
+		id INTEGER PRIMARY KEY, notification TEXT NOT NULL, at INTEGER NOT NULL,
+		channel TEXT NOT NULL, attempt INTEGER NOT NULL, ok INTEGER NOT NULL,
+		retry INTEGER NOT NULL, error TEXT NOT NULL, millis INTEGER NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS attempts_notification ON attempts (notification, id)`,
+	// Dedup marks: a fired rule with this key is a repeat until `until`.
+	`CREATE TABLE IF NOT EXISTS dedup (
+		rule TEXT NOT NULL, key TEXT NOT NULL, until INTEGER NOT NULL, notification TEXT NOT NULL,
+		PRIMARY KEY (rule, key)) WITHOUT ROWID`,
+	// Durable timers: absence deadlines, for: hold-downs, promises.
+	`CREATE TABLE IF NOT EXISTS timers (
+		rule TEXT NOT NULL, etype TEXT NOT NULL, ekey TEXT NOT NULL, kind TEXT NOT NULL,
+		due INTEGER NOT NULL, armed_at INTEGER NOT NULL, payload BLOB,
+		PRIMARY KEY (rule, etype, ekey, kind)) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS timers_due ON timers (due)`,
+	// Support contacts.
+	`CREATE TABLE IF NOT EXISTS contacts (
+		id INTEGER PRIMARY KEY, at INTEGER NOT NULL, customer TEXT NOT NULL,
+		etype TEXT NOT NULL, ekey TEXT NOT NULL, topic TEXT NOT NULL,
+		channel TEXT NOT NULL, status TEXT NOT NULL, contact_id TEXT NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS contacts_customer ON contacts (customer, at)`,
+	`CREATE INDEX IF NOT EXISTS contacts_entity ON contacts (etype, ekey, at)`,
+	// Fan-out jobs in progress: one event over every entity of a type,
+	// processed in pages between intake batches.
+	`CREATE TABLE IF NOT EXISTS fanout (
+		id INTEGER PRIMARY KEY, rule TEXT NOT NULL, etype TEXT NOT NULL,
+		cursor TEXT NOT NULL, event BLOB NOT NULL, created_at INTEGER NOT NULL)`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	for _, stmt := range schema {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%.60s: %w", stmt, err)
+		}
+	}
+	_, err := db.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('schema', ?) ON CONFLICT (k) DO NOTHING`, schemaVersion)
+	return err
+}
+
+// Millis converts a time to the stored representation (Unix ms, UTC).
+func Millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// FromMillis converts back.
+func FromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// Forever is the "until" of a mark that never expires.
+const Forever = int64(1<<62 - 1)

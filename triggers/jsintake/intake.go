@@ -1,0 +1,429 @@
+// Package jsintake feeds the engine from a JetStream stream: it creates or
+// binds the stream over the subjects the rules need, consumes it with one
+// durable pull consumer, hands the engine batches of decoded events and acks
+// a batch only after the engine committed it. Bad events go to dead-letter
+// subjects with the reason, and the loop carries on.
+//
+// Ack policy is AckAll: acking the last message of a batch acks the whole
+// batch in one protocol message, which is what lets one consumer keep up
+// with hundreds of thousands of events per second. Redelivered messages at
+// or below the engine's committed stream sequence are acked and skipped.
+package jsintake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proactived/proactived/engine/event"
+	"github.com/proactived/proactived/engine/rules"
+)
+
+// Handler is the engine as the intake sees it.
+type Handler interface {
+	// Accept decodes-and-prepares one raw message; a rejection goes to the
+	// dead-letter subject. The returned value is passed back in Commit.
+	Accept(raw event.Raw) (any, *event.Rejection)
+	// Commit applies a batch of accepted events durably and records upTo
+	// as the committed stream position.
+	Commit(ctx context.Context, batch []any, upTo uint64) error
+	// LastSeq is the stream sequence of the last committed event.
+	LastSeq() uint64
+	// ResetSeq is called when the stream was recreated below LastSeq.
+	ResetSeq(seq uint64)
+	// Tick runs time-driven work; more = call again soon.
+	Tick(ctx context.Context) (more bool, err error)
+}
+
+// Options configure the intake.
+type Options struct {
+	Conn       *nats.Conn
+	Stream     string
+	Consumer   string
+	Subjects   []string // what the rules need (already reduced)
+	DeadPrefix string
+	MaxBytes   int
+	Batch      int
+	MaxWait    time.Duration
+	Replicas   int
+	MaxAge     time.Duration
+	// TickEvery is how often Tick runs when events are flowing.
+	TickEvery time.Duration
+	Handler   Handler
+	Logger    *slog.Logger
+	Observer  Observer
+}
+
+// Observer counts what the intake did.
+type Observer interface {
+	Consumed(n int)
+	DeadLettered(reason string)
+	Pending(n uint64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Consumed(int)        {}
+func (nopObserver) DeadLettered(string) {}
+func (nopObserver) Pending(uint64)      {}
+
+// Intake is a running consumer.
+type Intake struct {
+	o      Options
+	js     jetstream.JetStream
+	log    *slog.Logger
+	bound  atomic.Bool
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+	// storeOK is false while commits fail (readiness).
+	storeOK atomic.Bool
+}
+
+// managedKey marks streams proactived created, whose subjects it may update.
+const managedKey = "managed-by"
+
+// New validates options; it does no I/O.
+func New(o Options) (*Intake, error) {
+	if o.Conn == nil || o.Handler == nil {
+		return nil, errors.New("intake: nats connection and handler are required")
+	}
+	if o.Stream == "" || o.Consumer == "" {
+		return nil, errors.New("intake: stream and consumer names are required")
+	}
+	if o.Batch <= 0 {
+		o.Batch = 512
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 20 * time.Millisecond
+	}
+	if o.TickEvery <= 0 {
+		o.TickEvery = 250 * time.Millisecond
+	}
+	if o.DeadPrefix == "" {
+		o.DeadPrefix = "proactive.dead"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	js, err := jetstream.New(o.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	in := &Intake{o: o, js: js, log: o.Logger.With("component", "intake")}
+	in.storeOK.Store(true)
+	return in, nil
+}
+
+// Ready says whether the consumer is bound and commits succeed.
+func (in *Intake) Ready() bool { return in.bound.Load() && in.storeOK.Load() }
+
+// EnsureStream creates the stream if missing, or binds it. A stream that
+// proactived created gets its subjects updated to what the rules need; one
+// that ops made is used as it is, and subjects it lacks are an error.
+func (in *Intake) EnsureStream(ctx context.Context, subjects []string) error {
+	s, err := in.js.Stream(ctx, in.o.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		cfg := jetstream.StreamConfig{
+			Name:        in.o.Stream,
+			Description: "events captured by proactived",
+			Subjects:    subjects,
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      in.o.MaxAge,
+			Replicas:    max(1, in.o.Replicas),
+			Duplicates:  2 * time.Minute,
+			Metadata:    map[string]string{managedKey: "proactived"},
+		}
+		s, err = in.js.CreateStream(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("create stream %s on %s: %w", in.o.Stream, strings.Join(subjects, ", "), err)
+		}
+		in.log.Info("created stream", "stream", in.o.Stream, "subjects", subjects)
+	case err != nil:
+		return fmt.Errorf("bind stream %s: %w", in.o.Stream, err)
+	default:
+		info := s.CachedInfo()
+		if info.Config.Metadata[managedKey] == "proactived" {
+			if !slices.Equal(sorted(info.Config.Subjects), sorted(subjects)) {
+				cfg := info.Config
+				cfg.Subjects = subjects
+				if s, err = in.js.UpdateStream(ctx, cfg); err != nil {
+					return fmt.Errorf("update stream %s subjects to %s: %w", in.o.Stream, strings.Join(subjects, ", "), err)
+				}
+				in.log.Info("updated stream subjects", "stream", in.o.Stream, "subjects", subjects)
+			}
+		} else if missing := Uncovered(subjects, info.Config.Subjects); len(missing) > 0 {
+			return fmt.Errorf("stream %s (not created by proactived) lacks subjects the rules need: %s (it has: %s); add them to the stream, or delete it and let proactived create it",
+				in.o.Stream, strings.Join(missing, ", "), strings.Join(info.Config.Subjects, ", "))
+		}
+	}
+	in.stream = s
+	in.ensureDeadStream(ctx)
+	return nil
+}
+
+// ensureDeadStream keeps dead letters for a week, so a rejected event is
+// never lost even when nobody listens on the dead-letter subjects.
+func (in *Intake) ensureDeadStream(ctx context.Context) {
+	name := in.o.Stream + "_DEAD"
+	if _, err := in.js.Stream(ctx, name); err == nil {
+		return
+	}
+	_, err := in.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: []string{in.o.DeadPrefix + ".>"}, Storage: jetstream.FileStorage,
+		MaxAge: 7 * 24 * time.Hour, Replicas: max(1, in.o.Replicas),
+		Metadata: map[string]string{managedKey: "proactived"},
+	})
+	if err != nil {
+		in.log.Warn("could not create dead-letter stream; dead letters are published without retention", "stream", name, "err", err)
+	}
+}
+
+// Uncovered lists the needed subjects no stream subject covers.
+func Uncovered(need, have []string) []string {
+	var out []string
+	for _, n := range need {
+		ok := false
+		for _, h := range have {
+			if rules.Covers(h, n) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// Run consumes until ctx ends. It returns after the in-flight batch is
+// committed and acked.
+func (in *Intake) Run(ctx context.Context) error {
+	if in.stream == nil {
+		if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
+			return err
+		}
+	}
+	if err := in.checkPosition(ctx); err != nil {
+		return err
+	}
+	cons, err := in.js.CreateOrUpdateConsumer(ctx, in.o.Stream, jetstream.ConsumerConfig{
+		Durable:       in.o.Consumer,
+		Description:   "proactived engine",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       60 * time.Second,
+		MaxAckPending: 8 * in.o.Batch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
+	}
+	in.cons = cons
+	msgs := make(chan jetstream.Msg, 2*in.o.Batch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*in.o.Batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			in.log.Warn("consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", in.o.Stream, err)
+	}
+	defer cc.Stop()
+	in.bound.Store(true)
+	defer in.bound.Store(false)
+	in.log.Info("consuming", "stream", in.o.Stream, "consumer", in.o.Consumer, "subjects", in.o.Subjects, "from_seq", in.o.Handler.LastSeq()+1)
+
+	tick := time.NewTicker(in.o.TickEvery)
+	defer tick.Stop()
+	lastTick := time.Now()
+	batch := make([]jetstream.Msg, 0, in.o.Batch)
+	backoff := time.Duration(0)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+			batch = in.fill(ctx, msgs, batch)
+		case <-tick.C:
+		}
+		if len(batch) > 0 {
+			for {
+				err := in.handle(ctx, batch)
+				if err == nil {
+					in.storeOK.Store(true)
+					backoff = 0
+					break
+				}
+				// The store refused the batch: nothing is acked, readiness
+				// drops, and the same batch is retried with backoff so no
+				// event is lost or reordered.
+				in.storeOK.Store(false)
+				backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
+				in.log.Error("commit failed; retrying the batch", "events", len(batch), "in", backoff, "err", err)
+				for _, m := range batch {
+					_ = m.InProgress()
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+			}
+		}
+		if time.Since(lastTick) >= in.o.TickEvery || len(batch) == 0 {
+			lastTick = time.Now()
+			for i := 0; i < 50; i++ {
+				more, err := in.o.Handler.Tick(ctx)
+				if err != nil {
+					in.log.Error("tick", "err", err)
+					break
+				}
+				if !more || len(msgs) > 0 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// fill gathers more messages for the batch, waiting at most MaxWait.
+func (in *Intake) fill(ctx context.Context, msgs <-chan jetstream.Msg, batch []jetstream.Msg) []jetstream.Msg {
+	deadline := time.NewTimer(in.o.MaxWait)
+	defer deadline.Stop()
+	for len(batch) < cap(batch) {
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		default:
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-deadline.C:
+				return batch
+			case <-ctx.Done():
+				return batch
+			}
+		}
+	}
+	return batch
+}
+
+// handle decodes a batch, dead-letters the bad, commits the good and acks.
+func (in *Intake) handle(ctx context.Context, batch []jetstream.Msg) error {
+	accepted := make([]any, 0, len(batch))
+	last := in.o.Handler.LastSeq()
+	upTo := last
+	for _, m := range batch {
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		upTo = max(upTo, md.Sequence.Stream)
+		if md.Sequence.Stream <= last {
+			continue // already committed: acked below with the batch
+		}
+		if strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
+			continue
+		}
+		raw := event.Raw{Subject: m.Subject(), Body: m.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
+		if h := m.Headers(); h != nil {
+			raw.MsgID = h.Get(jetstream.MsgIDHeader)
+		}
+		p, rej := in.o.Handler.Accept(raw)
+		if rej != nil {
+			if err := in.deadLetter(ctx, m, rej); err != nil {
+				return err
+			}
+			continue
+		}
+		accepted = append(accepted, p)
+	}
+	if err := in.o.Handler.Commit(ctx, accepted, upTo); err != nil {
+		return err
+	}
+	// AckAll: the last message acks the batch. Ack is fire-and-forget; if
+	// it is lost the batch is redelivered and skipped by sequence.
+	if err := batch[len(batch)-1].Ack(); err != nil {
+		in.log.Warn("ack", "err", err)
+	}
+	in.o.Observer.Consumed(len(batch))
+	return nil
+}
+
+func (in *Intake) deadLetter(ctx context.Context, m jetstream.Msg, rej *event.Rejection) error {
+	msg := nats.NewMsg(in.o.DeadPrefix + "." + rej.Reason)
+	msg.Data = m.Data()
+	msg.Header.Set("Proactive-Error", rej.Msg)
+	msg.Header.Set("Proactive-Subject", m.Subject())
+	if id := m.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		msg.Header.Set("Proactive-Msg-Id", id)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := in.js.PublishMsg(pctx, msg); err != nil {
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("dead-letter %s: %w", msg.Subject, err)
+		}
+		if err := in.o.Conn.PublishMsg(msg); err != nil {
+			return fmt.Errorf("dead-letter %s: %w", msg.Subject, err)
+		}
+	}
+	in.o.Observer.DeadLettered(rej.Reason)
+	in.log.Warn("dead-lettered event", "subject", m.Subject(), "reason", rej.Reason, "err", rej.Msg)
+	return nil
+}
+
+// checkPosition notices a stream that was recreated (its last sequence is
+// below what we committed) and starts over from its beginning.
+func (in *Intake) checkPosition(ctx context.Context) error {
+	info, err := in.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	if last := in.o.Handler.LastSeq(); info.State.LastSeq < last {
+		in.log.Warn("stream is behind the committed position; it was recreated — starting from its first event",
+			"stream", in.o.Stream, "committed", last, "stream_last", info.State.LastSeq)
+		in.o.Handler.ResetSeq(0)
+	}
+	return nil
+}
+
+// Pending reports the consumer's backlog, for metrics and status.
+func (in *Intake) Pending(ctx context.Context) (uint64, error) {
+	if in.cons == nil {
+		return 0, errors.New("not consuming")
+	}
+	info, err := in.cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	in.o.Observer.Pending(info.NumPending)
+	return info.NumPending, nil
+}
