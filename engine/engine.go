@@ -107,8 +107,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
 		wake: o.Wake, obs: o.Observer, shadow: o.Shadow,
-		cache: newEntityCache(200_000),
-		locs:  map[string]*time.Location{},
+		cache:     newEntityCache(200_000),
+		locs:      map[string]*time.Location{},
 		ttlCursor: map[string]string{},
 	}
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)

@@ -226,15 +226,28 @@ func (in *Intake) Run(ctx context.Context) error {
 	if err := in.checkPosition(ctx); err != nil {
 		return err
 	}
-	cons, err := in.js.CreateOrUpdateConsumer(ctx, in.o.Stream, jetstream.ConsumerConfig{
+	// The committed position in SQLite is the source of truth: the durable
+	// consumer is recreated at every start to deliver from the event after
+	// it, in order. (Resuming the old consumer would wait out the ack
+	// deadline of whatever was in flight, and with AckAll a later ack could
+	// cover events that were never committed.)
+	if err := in.js.DeleteConsumer(ctx, in.o.Stream, in.o.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset consumer %s: %w", in.o.Consumer, err)
+	}
+	ccfg := jetstream.ConsumerConfig{
 		Durable:       in.o.Consumer,
 		Description:   "proactived engine",
 		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       60 * time.Second,
+		AckWait:       30 * time.Second,
 		MaxAckPending: 8 * in.o.Batch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
-	})
+	}
+	if last := in.o.Handler.LastSeq(); last > 0 {
+		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		ccfg.OptStartSeq = last + 1
+	}
+	cons, err := in.js.CreateConsumer(ctx, in.o.Stream, ccfg)
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
 	}
