@@ -168,7 +168,7 @@ func (e *Engine) decide(ctx context.Context, d decision) {
 			mode = "shadow"
 		}
 	}
-	e.obs.Decided(name, d.verdict)
+	e.obs.Decided(name, d.verdict, mode)
 	if e.log.Enabled(ctx, -4) {
 		e.log.Debug("decision", "rule", name, "entity", d.etype+":"+d.ekey, "customer", d.customer, "verdict", d.verdict, "reason", d.reason)
 	}

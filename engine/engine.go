@@ -47,16 +47,18 @@ type Options struct {
 	Shadow bool
 }
 
-// Observer is told what the engine did, for metrics.
+// Observer is told what the engine did, for metrics. It is called on the
+// engine's goroutine, once per evaluation and decision: keep it cheap.
 type Observer interface {
 	Evaluated(rule string, fired bool, err bool)
-	Decided(rule, verdict string)
+	// Decided reports a recorded verdict; mode is "live" or "shadow".
+	Decided(rule, verdict, mode string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Evaluated(string, bool, bool) {}
-func (nopObserver) Decided(string, string)       {}
+func (nopObserver) Evaluated(string, bool, bool)   {}
+func (nopObserver) Decided(string, string, string) {}
 
 // Engine evaluates rules over events and time.
 type Engine struct {

@@ -238,6 +238,12 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 			pt.Event = &timerPayload{Subject: a.ev.Subject, ID: a.ev.ID, Time: a.ev.Time, Data: a.ev.Data}
 		}
 		payload, _ := json.Marshal(pt)
+		if prev, err := e.cur.timer(ctx, r.Name, d.etype, d.ekey, timerPromise); err != nil {
+			return err
+		} else if !prev.IsZero() {
+			e.decide(ctx, decision{rule: r, etype: d.etype, ekey: d.ekey, customer: d.customer, verdict: policy.VerdictPromise,
+				reason: "kept: newer notification " + id + " went out before " + prev.Format(time.RFC3339), notification: id})
+		}
 		if err := e.cur.setTimer(ctx, r.Name, d.etype, d.ekey, timerPromise, by, now, payload); err != nil {
 			return err
 		}

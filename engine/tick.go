@@ -163,14 +163,24 @@ func (e *Engine) recheck(ctx context.Context, r *rules.Rule, etype, ekey string,
 	}
 	var t trigger
 	_ = json.Unmarshal(trig, &t)
-	var ev *event.Event
-	if t.Subject != "" {
-		event.Normalize(t.Data)
-		ev = &event.Event{Subject: t.Subject, ID: t.ID, Time: t.Time, Data: t.Data}
-	}
 	ent, err := e.load(ctx, etype, ekey)
 	if err != nil {
 		return false, "", err
+	}
+	var ev *event.Event
+	if t.Subject != "" {
+		event.Normalize(t.Data)
+		// The event's fields were merged into the entity; where the entity
+		// has moved on since (a newer ETA), the re-check sees the current
+		// value, so `event.eta` means "the ETA as it stands now".
+		data := make(map[string]any, len(t.Data))
+		for k, v := range t.Data {
+			if cur, ok := ent.state[k]; ok {
+				v = cur
+			}
+			data[k] = v
+		}
+		ev = &event.Event{Subject: t.Subject, ID: t.ID, Time: t.Time, Data: data}
 	}
 	ok, _, err := e.evalRule(ctx, r, ent, ev)
 	if err != nil {

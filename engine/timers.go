@@ -231,7 +231,7 @@ func (e *Engine) promiseDue(ctx context.Context, r *rules.Rule, ent *entity, t d
 		return nil
 	}
 	e.decide(ctx, decision{rule: r, etype: ent.typ, ekey: ent.key, customer: pt.Customer, verdict: policy.VerdictPromise,
-		reason: "broken by the rules so far: nothing newer by " + t.due.Format(time.RFC3339) + "; sending follow-up " + pt.Template, notification: pt.Notification})
+		reason: "broken: nothing newer by " + t.due.Format(time.RFC3339) + "; sending follow-up " + pt.Template, notification: pt.Notification})
 	var ev *event.Event
 	if pt.Event != nil {
 		ev = pt.Event.event()

@@ -47,8 +47,15 @@ func InHoldout(rule, key string, fraction float64) bool {
 	h.Write([]byte(rule))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
-	// Top 53 bits → uniform float in [0,1).
-	u := float64(h.Sum64()>>11) / float64(1<<53)
+	// FNV's high bits mix short inputs poorly, so finish with splitmix64's
+	// avalanche before taking the top 53 bits as a uniform float in [0,1).
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	u := float64(x>>11) / float64(1<<53)
 	return u < fraction
 }
 
