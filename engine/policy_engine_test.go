@@ -108,9 +108,9 @@ func TestFrequencyCapPreemptsLowerPriority(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		h.emit("orders.promo", map[string]any{"order_id": fmt.Sprintf("o-%d", i), "n": i}) // 3 low: the budget (3/24h)
 	}
-	h.emit("orders.promo", map[string]any{"order_id": "o-3", "n": 9})  // low: capped
-	h.emit("orders.cancelled", map[string]any{"order_id": "o-4"})      // high: pre-empts a queued low
-	h.emit("orders.recall", map[string]any{"order_id": "o-4"})         // critical: bypasses
+	h.emit("orders.promo", map[string]any{"order_id": "o-3", "n": 9}) // low: capped
+	h.emit("orders.cancelled", map[string]any{"order_id": "o-4"})     // high: pre-empts a queued low
+	h.emit("orders.recall", map[string]any{"order_id": "o-4"})        // critical: bypasses
 	h.advance(12 * time.Hour)
 	got := map[string]int{}
 	for _, s := range h.sent() {

@@ -29,9 +29,9 @@ func TestQuietHours(t *testing.T) {
 		want      string // UTC; "" = not deferred
 		wantLocal string // the local wall time it lands on
 	}{
-		{"before window", night, "2026-11-20T17:00:00Z", moscow, "", ""},                                       // 20:00 Moscow
+		{"before window", night, "2026-11-20T17:00:00Z", moscow, "", ""},                                            // 20:00 Moscow
 		{"evening, deferred past midnight", night, "2026-11-20T19:30:00Z", moscow, "2026-11-21T06:00:00Z", "09:00"}, // 22:30 Moscow
-		{"after midnight, same morning", night, "2026-11-20T23:00:00Z", moscow, "2026-11-21T06:00:00Z", "09:00"}, // 02:00 Moscow
+		{"after midnight, same morning", night, "2026-11-20T23:00:00Z", moscow, "2026-11-21T06:00:00Z", "09:00"},    // 02:00 Moscow
 		{"exactly at end", night, "2026-11-21T06:00:00Z", moscow, "", ""},
 		{"exactly at start", night, "2026-11-20T18:00:00Z", moscow, "2026-11-21T06:00:00Z", "09:00"},
 		{"same-day window", lunch, "2026-11-20T12:10:00Z", berlin, "2026-11-20T13:30:00Z", "14:30"}, // 13:10 Berlin (CET)
