@@ -424,13 +424,15 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ParseClock parses "HH:MM" into minutes after midnight.
+// ParseClock parses "HH:MM" (or "HH:MM:SS") into seconds after midnight.
 func ParseClock(s string) (int, error) {
 	t, err := time.Parse("15:04", s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid time of day %q (want HH:MM)", s)
+		if t, err = time.Parse("15:04:05", s); err != nil {
+			return 0, fmt.Errorf("invalid time of day %q (want HH:MM)", s)
+		}
 	}
-	return t.Hour()*60 + t.Minute(), nil
+	return t.Hour()*3600 + t.Minute()*60 + t.Second(), nil
 }
 
 // ChannelNames lists configured channel names, sorted.

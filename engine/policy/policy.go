@@ -193,7 +193,7 @@ func Cap(max, prio, critical int, used []Queued) CapResult {
 	return CapResult{Allow: true, Preempt: used[victim].ID}
 }
 
-// QuietHours is a daily window, in minutes after midnight, in the
+// QuietHours is a daily window, in seconds after midnight, in the
 // customer's own timezone. Start > End means it spans midnight.
 type QuietHours struct {
 	Start, End int
@@ -209,10 +209,10 @@ func (q QuietHours) Until(t time.Time, loc *time.Location) (time.Time, bool) {
 		return t, false
 	}
 	lt := t.In(loc)
-	mins := lt.Hour()*60 + lt.Minute()
+	mins := lt.Hour()*3600 + lt.Minute()*60 + lt.Second()
 	y, m, d := lt.Date()
 	endOn := func(day int) time.Time {
-		return time.Date(y, m, day, q.End/60, q.End%60, 0, 0, loc)
+		return time.Date(y, m, day, q.End/3600, q.End%3600/60, q.End%60, 0, loc)
 	}
 	if q.Start < q.End { // same-day window, e.g. 13:00–15:00
 		if mins >= q.Start && mins < q.End {

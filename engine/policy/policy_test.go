@@ -16,8 +16,8 @@ func mustLoc(t *testing.T, name string) *time.Location {
 }
 
 func TestQuietHours(t *testing.T) {
-	night := QuietHours{Start: 21 * 60, End: 9 * 60, Enabled: true}
-	lunch := QuietHours{Start: 13 * 60, End: 14*60 + 30, Enabled: true}
+	night := QuietHours{Start: 21 * 3600, End: 9 * 3600, Enabled: true}
+	lunch := QuietHours{Start: 13 * 3600, End: 14*3600 + 30*60, Enabled: true}
 	berlin := mustLoc(t, "Europe/Berlin")
 	ny := mustLoc(t, "America/New_York")
 	moscow := mustLoc(t, "Europe/Moscow")
