@@ -26,8 +26,8 @@ policy:
 	e.publish("shop.customer.updated", `{"customer_id":"c-1","email":"a@example.com"}`, "")
 
 	began := time.Now()
-	e.publish("shop.order.created", `{"order_id":"o-absent","customer_id":"c-1"}`, "")  // never packed
-	e.publish("shop.order.created", `{"order_id":"o-packed","customer_id":"c-1"}`, "")  // packed in time
+	e.publish("shop.order.created", `{"order_id":"o-absent","customer_id":"c-1"}`, "") // never packed
+	e.publish("shop.order.created", `{"order_id":"o-packed","customer_id":"c-1"}`, "") // packed in time
 	e.publish("shop.order.packed", `{"order_id":"o-packed"}`, "")
 	e.publish("shop.order.created", `{"order_id":"o-vip","customer_id":"c-1","vip":true}`, "")
 	e.publish("shop.order.packed", `{"order_id":"o-vip"}`, "")
