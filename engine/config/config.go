@@ -370,10 +370,18 @@ func checkKeys(file string, n *yaml.Node, s shape) error {
 					allowed = append(allowed, a)
 				}
 				sort.Strings(allowed)
-				errs = append(errs, fmt.Sprintf("%s:%d:%d: unknown key %q%s (allowed: %s)", file, k.Line, k.Column, k.Value, path, strings.Join(allowed, ", ")))
+				in := ""
+				if path != "" {
+					in = " in " + path
+				}
+				errs = append(errs, fmt.Sprintf("%s:%d:%d: unknown key %q%s (allowed: %s)", file, k.Line, k.Column, k.Value, in, strings.Join(allowed, ", ")))
 				continue
 			}
-			walk(n.Content[i+1], sub, " in "+strings.TrimPrefix(path+"."+k.Value, " in ."))
+			next := k.Value
+			if path != "" {
+				next = path + "." + k.Value
+			}
+			walk(n.Content[i+1], sub, next)
 		}
 	}
 	walk(n, s, "")

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseOverDefaults(t *testing.T) {
+	cfg := Default()
+	err := Parse(cfg, "p.yaml", []byte(`
+nats: { url: "nats://n1:4222", stream: EV }
+http: { addr: "0.0.0.0:9000", token: "${TOKEN}" }
+policy:
+  frequency_cap: { max: 5, per: 2d }
+  quiet_hours: { start: "22:30", end: "07:00" }
+channels:
+  email: { type: smtp, host: h, from: f, password: "${PW}" }
+  sms:   { type: webhook, url: "https://x", timeout: 3s }
+  chat:  { type: log, address_field: slack_id }
+defaults: { channels: [email, sms] }
+`), env(map[string]string{"TOKEN": "tok-123", "PW": "pa:ss\nword"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.URL != "nats://n1:4222" || cfg.NATS.Stream != "EV" || cfg.NATS.Consumer != "proactived" {
+		t.Errorf("nats %+v", cfg.NATS)
+	}
+	if cfg.HTTP.Token.Reveal() != "tok-123" || cfg.Policy.FrequencyCap.Per.D() != 48*time.Hour {
+		t.Errorf("http %+v cap %+v", cfg.HTTP, cfg.Policy.FrequencyCap)
+	}
+	if cfg.Intake.MaxEventBytes != 1<<20 || cfg.Defaults.Locale != "en" {
+		t.Errorf("defaults lost: %+v %+v", cfg.Intake, cfg.Defaults)
+	}
+	email, sms, chat := cfg.Channels["email"], cfg.Channels["sms"], cfg.Channels["chat"]
+	if email.Type != "smtp" || email.AddressField != "email" || sms.AddressField != "phone" || sms.Timeout != 3*time.Second || chat.AddressField != "slack_id" {
+		t.Errorf("channels %+v %+v %+v", email, sms, chat)
+	}
+	if _, ok := cfg.Channels["console"]; !ok {
+		t.Error("built-in console channel missing")
+	}
+	// The secret with a newline and colon did not break the document, and
+	// the common keys were taken out of the type-specific spec.
+	var pw string
+	for i := 0; i+1 < len(email.Spec.Content); i += 2 {
+		if email.Spec.Content[i].Value == "password" {
+			pw = email.Spec.Content[i+1].Value
+		}
+		if email.Spec.Content[i].Value == "type" {
+			t.Error("type left in the channel spec")
+		}
+	}
+	if pw != "pa:ss\nword" {
+		t.Errorf("password %q", pw)
+	}
+	if s := cfg.HTTP.Token.String(); s != "<secret>" {
+		t.Errorf("token prints as %q", s)
+	}
+}
+
+func TestParseErrorsArePositionedAndSecretFree(t *testing.T) {
+	cases := []struct{ name, doc, want string }{
+		{"unknown key", "nats:\n  urll: x\n", `p.yaml:2:3: unknown key "urll" in nats`},
+		{"unknown top key", "polcy: {}\n", `p.yaml:1:1: unknown key "polcy"`},
+		{"unset env", "http: { token: \"${NOPE}\" }\n", `p.yaml:1:16: environment variable NOPE is not set`},
+		{"bad duration", "policy:\n  frequency_cap: { per: 3x }\n", `line 2:25`},
+		{"second document", "data: x\n---\ndata: y\n", `a second YAML document is not allowed`},
+		{"channel without type", "channels:\n  email: { host: h }\n", `p.yaml:2:3: channel "email": missing type`},
+		{"unknown default channel", "defaults: { channels: [fax] }\n", `unknown channel "fax"`},
+		{"bad quiet hours", "policy: { quiet_hours: { start: \"25:00\", end: \"07:00\" } }\n", `invalid time of day "25:00"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Parse(Default(), "p.yaml", []byte(c.doc), env(map[string]string{"SECRET": "hunter2"}))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatal("secret in error")
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := Load("/nonexistent/proactived.yaml", false); err != nil {
+		t.Fatalf("optional missing config: %v", err)
+	}
+	if _, err := Load("/nonexistent/proactived.yaml", true); err == nil {
+		t.Fatal("--config naming a missing file must fail")
+	}
+}
+
+func TestParseClock(t *testing.T) {
+	for in, want := range map[string]int{"00:00": 0, "09:30": 9*3600 + 1800, "23:59:58": 86398} {
+		if got, err := ParseClock(in); err != nil || got != want {
+			t.Errorf("ParseClock(%q) = %d, %v", in, got, err)
+		}
+	}
+}
