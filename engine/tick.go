@@ -20,6 +20,7 @@ import (
 const (
 	timerPage  = 500
 	fanoutPage = 5000
+	scanPage   = 50000 // keys one hinted fan-out page scans inside SQLite
 	ttlPage    = 5000
 	deferPage  = 500
 )
@@ -263,7 +264,34 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 			hints = append(hints, hint{field: w.Field, val: v, needle: needle})
 		}
 	}
-	rows, err := e.st.W.QueryContext(ctx, `SELECT key, state, created_at, updated_at FROM entities WHERE type = ? AND key > ? ORDER BY key LIMIT ?`, etype, cur, fanoutPage)
+	// With hints the pre-filter runs inside SQLite (instr on the stored
+	// JSON) over a window of scanPage keys, so rows that cannot match never
+	// cross into Go and one page stays short however rare the matches are.
+	q := `SELECT key, state, created_at, updated_at FROM entities WHERE type = ? AND key > ? ORDER BY key LIMIT ?`
+	args := []any{etype, cur, fanoutPage}
+	window := fanoutPage
+	var windowEnd string
+	if len(hints) > 0 {
+		window = scanPage
+		var count int
+		var end sql.NullString
+		if err := e.st.W.QueryRowContext(ctx, `SELECT count(*), max(key) FROM (SELECT key FROM entities WHERE type = ? AND key > ? ORDER BY key LIMIT ?)`, etype, cur, scanPage).Scan(&count, &end); err != nil {
+			return false, err
+		}
+		windowEnd = end.String
+		q = `SELECT key, state, created_at, updated_at FROM entities WHERE type = ? AND key > ? AND key <= ?`
+		args = []any{etype, cur, windowEnd}
+		for _, h := range hints {
+			q += ` AND instr(state, ?) > 0`
+			args = append(args, h.needle)
+		}
+		q += ` ORDER BY key LIMIT ?`
+		args = append(args, fanoutPage)
+		if count < scanPage {
+			window = -1 // last window
+		}
+	}
+	rows, err := e.st.W.QueryContext(ctx, q, args...)
 	if err != nil {
 		return false, err
 	}
@@ -314,6 +342,10 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return false, err
+	}
+	if len(hints) > 0 && n < fanoutPage {
+		// Fewer matches than a page: the whole window is done.
+		last, n = windowEnd, window
 	}
 	done := n < fanoutPage
 	err = e.withTx(ctx, func() error {
