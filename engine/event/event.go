@@ -53,6 +53,14 @@ type Raw struct {
 	MsgID   string    // Nats-Msg-Id header
 	Seq     uint64    // stream sequence
 	Time    time.Time // stream timestamp
+	// CE holds CloudEvents attributes sent in binary content mode
+	// (ce-* headers); the body is then the event's data.
+	CE *CEHeaders
+}
+
+// CEHeaders are CloudEvents attributes from ce-* message headers.
+type CEHeaders struct {
+	SpecVersion, ID, Type, Time, Source string
 }
 
 // Decode turns a raw message into an Event.
@@ -76,12 +84,20 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 	if err := dec.Decode(&data); err != nil {
 		return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
 	}
-	if dec.More() {
+	if trailing(dec, body) {
 		return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
 	}
 	normalize(data)
 	ev := &Event{Subject: m.Subject, Seq: m.Seq, Time: m.Time.UTC()}
-	if _, ok := data["specversion"]; ok {
+	if m.CE != nil {
+		ce := map[string]any{"specversion": m.CE.SpecVersion, "id": m.CE.ID, "type": m.CE.Type, "data": data}
+		if m.CE.Time != "" {
+			ce["time"] = m.CE.Time
+		}
+		if rej := fromCloudEvent(ev, ce); rej != nil {
+			return nil, rej
+		}
+	} else if _, ok := data["specversion"]; ok {
 		if rej := fromCloudEvent(ev, data); rej != nil {
 			return nil, rej
 		}
@@ -130,7 +146,8 @@ func fromCloudEvent(ev *Event, ce map[string]any) *Rejection {
 		var data map[string]any
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
-		if err := dec.Decode(&data); err != nil {
+		// null decodes into a nil map without an error: not an object.
+		if err := dec.Decode(&data); err != nil || data == nil || trailing(dec, raw) {
 			return &Rejection{ReasonNotObject, "cloudevent data_base64 is not a JSON object"}
 		}
 		normalize(data)
@@ -139,6 +156,12 @@ func fromCloudEvent(ev *Event, ce map[string]any) *Rejection {
 		return &Rejection{ReasonNotObject, "cloudevent data must be a JSON object"}
 	}
 	return nil
+}
+
+// trailing reports whether anything but white space follows the value dec
+// decoded from src (dec.More misses a stray "}" or "]").
+func trailing(dec *json.Decoder, src []byte) bool {
+	return len(bytes.TrimSpace(src[dec.InputOffset():])) > 0
 }
 
 // normalize turns json.Number into int (when integral) or float64, so

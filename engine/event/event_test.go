@@ -31,6 +31,10 @@ func TestDecodePlainAndCloudEvents(t *testing.T) {
 	if ev.ID != "ce-1" || ev.Type != "order.created" || !ev.Time.Equal(time.Date(2026, 11, 19, 5, 0, 0, 0, time.UTC)) || ev.Data["order_id"] != "o-2" {
 		t.Errorf("cloudevent %+v", ev)
 	}
+	bin := Raw{Subject: "s", Body: []byte(`{"order_id":"o-4"}`), Time: ts, CE: &CEHeaders{SpecVersion: "1.0", ID: "ce-bin", Type: "t.x", Time: "2026-11-19T08:00:00Z"}}
+	if ev, rej = Decode(bin, 0); rej != nil || ev.ID != "ce-bin" || !ev.ExplicitID || ev.Type != "t.x" || ev.Data["order_id"] != "o-4" || ev.Time.Hour() != 8 {
+		t.Errorf("binary mode: %+v %v", ev, rej)
+	}
 	b64 := `{"specversion":"1.0","id":"ce-2","source":"/x","type":"t","data_base64":"eyJvcmRlcl9pZCI6Im8tMyJ9"}`
 	if ev, rej = Decode(Raw{Body: []byte(b64), Time: ts}, 0); rej != nil || ev.Data["order_id"] != "o-3" {
 		t.Errorf("data_base64: %+v %v", ev, rej)

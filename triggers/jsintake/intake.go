@@ -82,7 +82,8 @@ type Intake struct {
 	log    *slog.Logger
 	bound  atomic.Bool
 	stream jetstream.Stream
-	cons   jetstream.Consumer
+	// cons is set by Run and read by Pending from the metrics sampler.
+	cons atomic.Pointer[jetstream.Consumer]
 	// storeOK is false while commits fail (readiness).
 	storeOK atomic.Bool
 }
@@ -251,7 +252,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
 	}
-	in.cons = cons
+	in.cons.Store(&cons)
 	msgs := make(chan jetstream.Msg, 2*in.o.Batch)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
@@ -368,6 +369,10 @@ func (in *Intake) handle(ctx context.Context, batch []jetstream.Msg) error {
 		raw := event.Raw{Subject: m.Subject(), Body: m.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
 		if h := m.Headers(); h != nil {
 			raw.MsgID = h.Get(jetstream.MsgIDHeader)
+			// CloudEvents binary content mode (NATS protocol binding).
+			if v := h.Get("ce-specversion"); v != "" {
+				raw.CE = &event.CEHeaders{SpecVersion: v, ID: h.Get("ce-id"), Type: h.Get("ce-type"), Time: h.Get("ce-time"), Source: h.Get("ce-source")}
+			}
 		}
 		p, rej := in.o.Handler.Accept(raw)
 		if rej != nil {
@@ -430,10 +435,11 @@ func (in *Intake) checkPosition(ctx context.Context) error {
 
 // Pending reports the consumer's backlog, for metrics and status.
 func (in *Intake) Pending(ctx context.Context) (uint64, error) {
-	if in.cons == nil {
+	cons := in.cons.Load()
+	if cons == nil {
 		return 0, errors.New("not consuming")
 	}
-	info, err := in.cons.Info(ctx)
+	info, err := (*cons).Info(ctx)
 	if err != nil {
 		return 0, err
 	}
