@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,6 +19,9 @@ import (
 // supportContact records a support contact event:
 // {"customer":"c-1","entity":{"type":"order","key":"o-1"},"topic":"order_status","status":"opened","channel":"phone"}.
 // The entity may also be given by a field an entity's key reads (order_id).
+// `time` (RFC 3339) in the data is when the contact happened — producers
+// often forward contacts from a helpdesk after the fact — else the event's
+// time; the effectiveness report counts contacts by this time.
 func (e *Engine) supportContact(ctx context.Context, ev *event.Event) error {
 	d := ev.Data
 	customer := event.KeyString(d["customer"])
@@ -27,14 +32,29 @@ func (e *Engine) supportContact(ctx context.Context, ev *event.Event) error {
 	if ref, ok := d["entity"].(map[string]any); ok {
 		etype, ekey = event.KeyString(ref["type"]), event.KeyString(ref["key"])
 	} else {
-		for name, ent := range e.set.Load().Entities {
-			if name == rules.EnvCustomer {
-				continue
+		set := e.set.Load()
+		// Sorted, so a contact that names two entities links to the same
+		// one every time (map order is random).
+		names := make([]string, 0, len(set.Entities))
+		for name := range set.Entities {
+			if name != rules.EnvCustomer {
+				names = append(names, name)
 			}
-			if k, err := e.entityKey(ent, ev); err == nil && k != "" {
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if k, err := e.contactKey(set.Entities[name], ev); err == nil && k != "" {
 				etype, ekey = name, k
 				break
 			}
+		}
+	}
+	at := ev.Time
+	if ts, ok := d["time"].(string); ok && ts != "" {
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			at = t
+		} else {
+			e.log.Warn("support contact: time is not RFC 3339; using the event time", "time", ts, "id", ev.ID)
 		}
 	}
 	status := strings.ToLower(event.KeyString(d["status"]))
@@ -52,8 +72,19 @@ func (e *Engine) supportContact(ctx context.Context, ev *event.Event) error {
 		id = ev.ID
 	}
 	_, err := e.cur.exec(ctx, `INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		store.Millis(ev.Time), customer, etype, ekey, event.KeyString(d["topic"]), event.KeyString(d["channel"]), status, id)
+		store.Millis(at), customer, etype, ekey, event.KeyString(d["topic"]), event.KeyString(d["channel"]), status, id)
 	return err
+}
+
+// contactKey evaluates an entity's key expression on a contact event; a
+// key expression that panics on this shape of data means "no key".
+func (e *Engine) contactKey(ent *rules.Entity, ev *event.Event) (key string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			key, err = "", fmt.Errorf("key expression panicked: %v", r)
+		}
+	}()
+	return e.entityKey(ent, ev)
 }
 
 // openContact returns the id of an open support contact of the customer

@@ -45,6 +45,15 @@ type Options struct {
 	Observer Observer
 	// Shadow makes every rule behave as mode: shadow (backtest).
 	Shadow bool
+	// ExpireEvery is the least clock time between two TTL sweeps in Tick
+	// (0 = every Tick). A virtual-clock replay ticks at every due timer,
+	// and a sweep page per tick would dominate it (backtest).
+	ExpireEvery time.Duration
+	// OnCommit, if set, is called after each intake batch committed, with
+	// the committed stream position and the number of events applied. It
+	// runs on the engine's goroutine under its lock: keep it cheap (the
+	// bench records commit times with it).
+	OnCommit func(lastSeq uint64, events int)
 }
 
 // Observer is told what the engine did, for metrics. It is called on the
@@ -69,6 +78,7 @@ type Engine struct {
 	wake     func()
 	obs      Observer
 	shadow   bool
+	onCommit func(lastSeq uint64, events int)
 	set      atomic.Pointer[rules.Set]
 	mu       sync.Mutex // serialises HandleBatch, Tick and reloads
 	cache    *entityCache
@@ -87,6 +97,8 @@ type Engine struct {
 	// for contacted_within().
 	currentCustomer string
 	ttlCursor       map[string]string
+	expireEvery     time.Duration
+	lastExpire      time.Time
 }
 
 // New opens the engine on a store.
@@ -108,11 +120,12 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	e := &Engine{
 		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
-		wake: o.Wake, obs: o.Observer, shadow: o.Shadow,
+		wake: o.Wake, obs: o.Observer, shadow: o.Shadow, onCommit: o.OnCommit,
 		cache:     newEntityCache(200_000),
 		locs:      map[string]*time.Location{},
 		ttlCursor: map[string]string{},
 	}
+	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("engine: defaults.timezone: %w", err)
@@ -323,6 +336,9 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		return err
 	}
 	e.lastSeq = maxSeq
+	if e.onCommit != nil {
+		e.onCommit(maxSeq, len(ps))
+	}
 	return nil
 }
 

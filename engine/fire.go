@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -79,8 +80,14 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 		return err
 	} else if prev != "" {
 		d.verdict = policy.VerdictDeduped
-		d.notification = prev
-		d.reason = "same dedup key " + dedupKey + " as notification " + prev
+		switch prev {
+		case markHeldOut, markShadow:
+			// The earlier firing was held out or in shadow: no notification.
+			d.reason = "same dedup key " + dedupKey + " as an earlier firing (" + prev + ")"
+		default:
+			d.notification = prev
+			d.reason = "same dedup key " + dedupKey + " as notification " + prev
+		}
 		if until != store.Forever {
 			d.reason += " until " + store.FromMillis(until).Format(time.RFC3339)
 		}
@@ -96,7 +103,7 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	if !internal && policy.InHoldout(r.Name, d.ekey, r.Holdout) {
 		d.verdict, d.reason = policy.VerdictHeldOut, fmt.Sprintf("entity in the %.4g%% control group", r.Holdout*100)
 		e.decide(ctx, d)
-		return e.setDedup(ctx, r.Name, dedupKey, markUntil, "held-out")
+		return e.setDedup(ctx, r.Name, dedupKey, markUntil, markHeldOut)
 	}
 
 	// consent and channel choice
@@ -161,6 +168,9 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	vars := map[string]any{}
 	for _, v := range r.Notify.Vars {
 		out, err := e.vm.Run(v.Expr, e.env)
+		if err == nil {
+			err = rules.CheckValue(out) // vars go to templates and the outbox as JSON
+		}
 		if err != nil {
 			d.verdict, d.reason = policy.VerdictError, "vars."+v.Name+": "+firstLine(err)
 			e.decide(ctx, d)
@@ -198,7 +208,7 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 			d.reason += " at " + sendAt.Format(time.RFC3339) + " (quiet hours)"
 		}
 		e.decide(ctx, d)
-		return e.setDedup(ctx, r.Name, dedupKey, markUntil, "shadow")
+		return e.setDedup(ctx, r.Name, dedupKey, markUntil, markShadow)
 	}
 
 	// outbox
@@ -251,6 +261,12 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	return nil
 }
 
+// Dedup marks of firings that produced no notification.
+const (
+	markHeldOut = "held-out"
+	markShadow  = "shadow"
+)
+
 type promiseTimer struct {
 	Notification string        `json:"notification"`
 	Template     string        `json:"template"`
@@ -261,7 +277,9 @@ type promiseTimer struct {
 func (e *Engine) templateData(r *rules.Rule, a fireArgs, vars, promise map[string]any) map[string]any {
 	data := make(map[string]any, len(e.env)+4)
 	for k, v := range e.env {
-		if _, fn := v.(func() time.Time); fn {
+		// Templates get data only: no helper (now, sent, count_sent,
+		// contacted_within) is callable from a template with `call`.
+		if reflect.ValueOf(v).Kind() == reflect.Func {
 			continue
 		}
 		data[k] = v

@@ -50,6 +50,10 @@ func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("fan-out: %w", err)
 	}
 	more = more || f
+	if e.expireEvery > 0 && now.Sub(e.lastExpire) < e.expireEvery {
+		return more, nil
+	}
+	e.lastExpire = now
 	if err := e.expire(ctx, now); err != nil {
 		return false, fmt.Errorf("ttl: %w", err)
 	}

@@ -89,13 +89,21 @@ type env struct {
 	cfg  *config.Config
 	d    *daemon.Daemon
 	logs *syncBuffer
+	opts []func(*daemon.Options) // applied in boot, after the defaults
 }
 
 // start runs a daemon over the rules in dir with the config text (the sink
 // URL is available as {{SINK}}).
 func start(t *testing.T, rulesDir, cfgText string) *env {
 	t.Helper()
-	e := &env{t: t, ns: natstest.Run(t), sink: newSink(t), logs: &syncBuffer{}}
+	return startWith(t, rulesDir, cfgText)
+}
+
+// startWith is start with options applied over the harness's daemon
+// options (a virtual clock, another logger, …).
+func startWith(t *testing.T, rulesDir, cfgText string, opts ...func(*daemon.Options)) *env {
+	t.Helper()
+	e := &env{t: t, ns: natstest.Run(t), sink: newSink(t), logs: &syncBuffer{}, opts: opts}
 	e.nc = e.ns.Connect(t)
 	text := strings.ReplaceAll(cfgText, "{{SINK}}", e.sink.srv.URL)
 	cfg := config.Default()
@@ -119,10 +127,14 @@ func start(t *testing.T, rulesDir, cfgText string) *env {
 
 func (e *env) boot() {
 	e.t.Helper()
-	d, err := daemon.New(daemon.Options{
+	o := daemon.Options{
 		Config: e.cfg, Registry: all.Registry(), DispatchEvery: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, f := range e.opts {
+		f(&o)
+	}
+	d, err := daemon.New(o)
 	if err != nil {
 		e.t.Fatalf("daemon: %v", err)
 	}

@@ -30,9 +30,12 @@ verbs:
   test [PATH...]           run rule unit tests (*_test.yaml) on a virtual clock
   emit SUBJECT JSON        publish one event
   explain TYPE:KEY         an entity's timeline and why each decision was made
+  explain --customer KEY   everything about one customer (--json for JSON)
   backtest --since DUR     replay retained events through a rule set in shadow
   report [--since DUR]     effectiveness: repeat contacts, notified vs held out
   demo                     publish a realistic stream of shop events
+  bench [--rules N] [--events M] [--json]
+                           measure this machine: raw JetStream vs the whole engine
   version                  print the version
 
 common flags (every verb; each also settable in proactived.yaml):
@@ -67,6 +70,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdTest(ctx, args, stdout, stderr)
 	case "emit":
 		return cmdEmit(ctx, args, stdout, stderr)
+	case "explain":
+		return cmdExplain(ctx, args, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args, stdout, stderr)
+	case "backtest":
+		return cmdBacktest(ctx, args, stdout, stderr)
+	case "report":
+		return cmdReport(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proactived", version)
 		return 0
@@ -213,9 +224,8 @@ loop:
 			log.Info("stopping")
 			break loop
 		case <-hup:
-			if err := d.Reload(context.Background()); err != nil {
-				log.Error("reload failed; keeping the old rules", "err", err)
-			}
+			// Reload logs its outcome (every problem, with position) itself.
+			_ = d.Reload(context.Background())
 		case err := <-d.Errors():
 			log.Error("fatal", "err", err)
 			code = 1

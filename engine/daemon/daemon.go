@@ -25,6 +25,8 @@ import (
 	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/httpapi"
+	"github.com/proactived/proactived/engine/logmask"
+	"github.com/proactived/proactived/engine/metrics"
 	"github.com/proactived/proactived/engine/outbox"
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
@@ -43,6 +45,15 @@ type Options struct {
 	Channels map[string]notifiers.Notifier
 	// DispatchEvery is the outbox poll interval (default 200ms).
 	DispatchEvery time.Duration
+	// WatchDebounce is how long the rules directory must be quiet after a
+	// change before the rules are reloaded (default 300ms); negative turns
+	// the watcher off (SIGHUP and the API still reload).
+	WatchDebounce time.Duration
+	// SampleEvery is how often the sampled gauges (consumer backlog, outbox
+	// depth, timers) are refreshed (default 5s).
+	SampleEvery time.Duration
+	// OnCommit is passed to the engine (engine.Options.OnCommit).
+	OnCommit func(lastSeq uint64, events int)
 }
 
 // Daemon is a running proactived.
@@ -64,6 +75,8 @@ type Daemon struct {
 	stopErr  error
 	runErr   chan error
 	ruleSet  *rules.Set
+	metrics  *metrics.Metrics
+	reload   reloadState
 }
 
 // LoadRules loads the rule directory as the config describes it.
@@ -120,10 +133,18 @@ func New(o Options) (*Daemon, error) {
 	if o.DispatchEvery <= 0 {
 		o.DispatchEvery = 200 * time.Millisecond
 	}
+	if o.WatchDebounce == 0 {
+		o.WatchDebounce = 300 * time.Millisecond
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 5 * time.Second
+	}
+	// Every line the daemon writes goes through the address mask.
+	o.Logger = slog.New(logmask.New(o.Logger.Handler()))
 	if err := httpapi.CheckListen(o.Config.HTTP.Addr, o.Config.HTTP.Token.Reveal()); err != nil {
 		return nil, err
 	}
-	return &Daemon{o: o, cfg: o.Config, log: o.Logger, runErr: make(chan error, 2)}, nil
+	return &Daemon{o: o, cfg: o.Config, log: o.Logger, runErr: make(chan error, 2), metrics: metrics.New()}, nil
 }
 
 // Start brings everything up. On error, whatever started is stopped.
@@ -163,10 +184,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	rc := cfg.Policy.Retry
 	d.disp = outbox.New(outbox.Options{
 		Store: d.st, Clock: d.o.Clock, Channels: channels, Timeouts: timeouts, Logger: d.log, Jitter: 0.2,
-		Retry: outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: rc.Timeout.D()},
+		Retry:    outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: rc.Timeout.D()},
+		Observer: d.metrics,
+		SentLog:  filepath.Join(cfg.Data, "outbox-sent.log"),
 	})
 	d.eng, err = engine.New(ctx, engine.Options{
 		Store: d.st, Clock: d.o.Clock, Config: cfg, Rules: set, Logger: d.log, Wake: d.disp.Wake,
+		Observer: d.metrics, OnCommit: d.o.OnCommit,
 	})
 	if err != nil {
 		return err
@@ -175,7 +199,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		Conn: d.nc, Stream: cfg.NATS.Stream, Consumer: cfg.NATS.Consumer, Subjects: set.Subjects(),
 		DeadPrefix: cfg.NATS.DeadPrefix, MaxBytes: cfg.Intake.MaxEventBytes, Batch: cfg.Intake.Batch,
 		MaxWait: cfg.Intake.MaxWait.D(), Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.MaxAge.D(),
-		Handler: d.eng, Logger: d.log,
+		Handler: d.eng, Logger: d.log, Observer: d.metrics,
 	})
 	if err != nil {
 		return err
@@ -186,8 +210,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
+	d.metrics.RulesLoaded(len(set.Rules))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
+	d.startBackground(runCtx)
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
@@ -257,10 +283,15 @@ func (d *Daemon) startHTTP() error {
 	}
 	d.httpLn = ln
 	api := httpapi.New(httpapi.Options{
-		Token:  d.cfg.HTTP.Token.Reveal(),
-		Ready:  d.Ready,
-		Logger: d.log,
-		Store:  d.st,
+		Token:   d.cfg.HTTP.Token.Reveal(),
+		Ready:   d.Ready,
+		Logger:  d.log,
+		Store:   d.st,
+		Metrics: d.metrics.Handler(),
+		Extra: func(mux *http.ServeMux) {
+			d.registerAPI(mux)
+			httpapi.RegisterReport(mux, d.st.R, d.o.Clock)
+		},
 	})
 	d.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -350,22 +381,4 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		d.ns.WaitForShutdown()
 	}
 	return errors.Join(errs...)
-}
-
-// Reload recompiles the rules directory and swaps the rule set only if all
-// of it compiles; on error the old set keeps running and the error lists
-// every problem with file:line:col. State (for: pending, timers, dedup) is
-// keyed by rule name and carries over.
-func (d *Daemon) Reload(ctx context.Context) error {
-	set, err := LoadRules(d.cfg)
-	if err != nil {
-		return fmt.Errorf("reload %s:\n%w", d.cfg.Rules, err)
-	}
-	if err := d.intake.EnsureStream(ctx, set.Subjects()); err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	d.eng.SetRules(set)
-	d.ruleSet = set
-	d.log.Info("rules reloaded", "rules", len(set.Rules), "files", len(set.Files))
-	return nil
 }

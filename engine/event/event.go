@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -68,7 +69,7 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 	if maxBytes > 0 && len(m.Body) > maxBytes {
 		return nil, &Rejection{ReasonTooLarge, fmt.Sprintf("event is %d bytes, limit is %d (intake.max_event_bytes)", len(m.Body), maxBytes)}
 	}
-	body := bytes.TrimSpace(m.Body)
+	body := bytes.Trim(m.Body, jsonSpace)
 	if len(body) == 0 {
 		return nil, &Rejection{ReasonNotJSON, "empty body"}
 	}
@@ -78,16 +79,20 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 		}
 		return nil, &Rejection{ReasonNotJSON, "body is not JSON"}
 	}
-	var data map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&data); err != nil {
-		return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
+	data, ok := fastObject(body)
+	if !ok {
+		// Not plain well-formed JSON: encoding/json decides, and words
+		// the rejection.
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&data); err != nil {
+			return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
+		}
+		if trailing(dec, body) {
+			return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
+		}
+		normalize(data)
 	}
-	if trailing(dec, body) {
-		return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
-	}
-	normalize(data)
 	ev := &Event{Subject: m.Subject, Seq: m.Seq, Time: m.Time.UTC()}
 	if m.CE != nil {
 		ce := map[string]any{"specversion": m.CE.SpecVersion, "id": m.CE.ID, "type": m.CE.Type, "data": data}
@@ -161,8 +166,12 @@ func fromCloudEvent(ev *Event, ce map[string]any) *Rejection {
 // trailing reports whether anything but white space follows the value dec
 // decoded from src (dec.More misses a stray "}" or "]").
 func trailing(dec *json.Decoder, src []byte) bool {
-	return len(bytes.TrimSpace(src[dec.InputOffset():])) > 0
+	return len(bytes.Trim(src[dec.InputOffset():], jsonSpace)) > 0
 }
+
+// jsonSpace is the white space JSON allows around a value (bytes.TrimSpace
+// would also accept a form feed or a non-breaking space).
+const jsonSpace = " \t\r\n"
 
 // normalize turns json.Number into int (when integral) or float64, so
 // expressions compare `order.total >= 50000` without surprises and
@@ -217,7 +226,9 @@ func KeyString(v any) string {
 	case int64:
 		return strconv.FormatInt(k, 10)
 	case float64:
-		if k == float64(int64(k)) {
+		// Within int64's range only: converting a larger float is
+		// implementation-defined.
+		if k >= -(1<<63) && k < 1<<63 && k == math.Trunc(k) {
 			return strconv.FormatInt(int64(k), 10)
 		}
 		return strconv.FormatFloat(k, 'f', -1, 64)

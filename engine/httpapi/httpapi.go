@@ -27,6 +27,9 @@ type Options struct {
 	Store  *store.Store
 	// Extra registers more handlers on the authenticated mux.
 	Extra func(mux *http.ServeMux)
+	// Metrics, when set, is served at GET /metrics, behind the token like
+	// the API (scrapers send it as a bearer token).
+	Metrics http.Handler
 }
 
 // CheckListen refuses an address beyond loopback without a token.
@@ -54,6 +57,9 @@ func New(o Options) http.Handler {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	api := http.NewServeMux()
+	if o.Metrics != nil {
+		api.Handle("GET /metrics", o.Metrics)
+	}
 	if o.Extra != nil {
 		o.Extra(api)
 	}

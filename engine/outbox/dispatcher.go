@@ -4,9 +4,13 @@
 //
 // Delivery is at-least-once with an idempotency key: a row is claimed
 // (status sending, with a lease) and its outcome recorded after the channel
-// answers. A crash between the send and the record makes the row due again
-// when the lease ends, and it is resent with the same idempotency key —
-// the only way a notification can repeat.
+// answers. Each accepted send is noted at once in a sent log (SentLog), so
+// a crash before the batch's outcomes commit does not send the batch again:
+// on start, Run records the noted sends and makes the other leased rows due
+// at once. What a crash can repeat, with the same idempotency key, is only
+// a send the channel accepted in the instant before it was noted — at most
+// one per channel that answers fast, since such a channel gets one send at
+// a time (see lane).
 package outbox
 
 import (
@@ -43,6 +47,10 @@ type Options struct {
 	Observer Observer
 	// Jitter in [0,1): fraction of the backoff randomised. Tests set 0.
 	Jitter float64
+	// SentLog is the file where accepted sends are noted until their
+	// outcome commits (the daemon keeps it in its data directory). Empty:
+	// no log, a crash resends the whole claimed batch (virtual-clock runs).
+	SentLog string
 }
 
 // Retry is the retry policy.
@@ -63,6 +71,63 @@ type Dispatcher struct {
 	o    Options
 	log  *slog.Logger
 	wake chan struct{}
+	sent *sentLog
+	left []sentEntry // sends a previous run noted but never recorded
+
+	lanesMu sync.Mutex
+	lanes   map[string]*lane
+}
+
+// slowSend is the channel latency worth one more concurrent send.
+const slowSend = 5 * time.Millisecond
+
+// lane paces the sends to one channel. A channel that answers within
+// slowSend gets one send at a time: parallel sends would not make a fast
+// channel faster, only widen what a crash can repeat. A slower channel
+// gets one more concurrent send per slowSend of its latency (up to
+// Options.Workers), so remote latency does not cap throughput.
+type lane struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inflight int
+	latency  time.Duration // moving average
+}
+
+func (l *lane) acquire(maxWorkers int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.inflight >= min(1+int(l.latency/slowSend), maxWorkers) {
+		l.cond.Wait()
+	}
+	l.inflight++
+}
+
+func (l *lane) release(took time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	if l.latency == 0 {
+		l.latency = took
+	} else {
+		l.latency += (took - l.latency) / 8
+	}
+	l.cond.Broadcast()
+}
+
+func (d *Dispatcher) lane(r *row) *lane {
+	name := ""
+	if r.hop < len(r.cands) {
+		name = r.cands[r.hop].Channel
+	}
+	d.lanesMu.Lock()
+	defer d.lanesMu.Unlock()
+	l := d.lanes[name]
+	if l == nil {
+		l = &lane{}
+		l.cond = sync.NewCond(&l.mu)
+		d.lanes[name] = l
+	}
+	return l
 }
 
 // New returns a dispatcher.
@@ -85,7 +150,7 @@ func New(o Options) *Dispatcher {
 	if o.Retry.Timeout <= 0 {
 		o.Retry.Timeout = 10 * time.Second
 	}
-	return &Dispatcher{o: o, log: o.Logger.With("component", "outbox"), wake: make(chan struct{}, 1)}
+	return &Dispatcher{o: o, log: o.Logger.With("component", "outbox"), wake: make(chan struct{}, 1), lanes: map[string]*lane{}}
 }
 
 // Wake asks the dispatcher to look for work now. It never blocks.
@@ -96,10 +161,25 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run delivers until ctx ends, polling every interval and on Wake.
+// Run delivers until ctx ends, polling every interval and on Wake. It
+// first finishes what a previous run left (Recover), retrying while the
+// store refuses.
 func (d *Dispatcher) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	defer func() { _ = d.sent.close() }()
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := d.Recover(ctx)
+		if err == nil {
+			break
+		}
+		d.log.Error("outbox recovery failed; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
 	for {
 		n, err := d.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -133,8 +213,62 @@ type result struct {
 	at    time.Time
 }
 
-// RunOnce claims due rows, sends them concurrently and records the
-// outcomes. It returns how many rows it handled.
+// Recover finishes what a previous run of the dispatcher left behind: the
+// sends its sent log noted are recorded as delivered (not sent again), and
+// the rows it had leased are due at once rather than when the lease ends.
+// Run calls it first; only one dispatcher may work on a store.
+func (d *Dispatcher) Recover(ctx context.Context) error {
+	if d.o.SentLog != "" && d.sent == nil {
+		l, left, err := openSentLog(d.o.SentLog)
+		if err != nil {
+			return err
+		}
+		d.sent, d.left = l, left
+	}
+	now := store.Millis(d.o.Clock.Now())
+	tx, err := d.o.Store.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	defer tx.Rollback()
+	recorded := 0
+	for _, e := range d.left {
+		res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sent', attempts = ?, sent_at = ?, updated_at = ?, last_error = '' WHERE id = ? AND status = 'sending'`,
+			e.Attempt, e.At, now, e.ID)
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", e.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue // its outcome was committed before the crash
+		}
+		recorded++
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (notification, at, channel, attempt, ok, retry, error, millis) VALUES (?, ?, ?, ?, 1, 0, '', ?)`,
+			e.ID, e.At, e.Channel, e.Attempt, e.Millis); err != nil {
+			return fmt.Errorf("recover %s: %w", e.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)
+			SELECT ?, rule, etype, ekey, customer, ?, ?, id, '', 'live' FROM outbox WHERE id = ?`,
+			e.At, policy.VerdictDelivered, fmt.Sprintf("via %s, attempt %d (recorded after a restart)", e.Channel, e.Attempt), e.ID); err != nil {
+			return fmt.Errorf("recover %s: %w", e.ID, err)
+		}
+	}
+	released, err := tx.ExecContext(ctx, `UPDATE outbox SET next_at = ? WHERE status = 'sending'`, now)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	n, _ := released.RowsAffected()
+	if recorded > 0 || n > 0 {
+		d.log.Info("recovered deliveries of a previous run", "recorded_from_sent_log", recorded, "resending", n)
+	}
+	d.left = nil
+	return d.sent.reset()
+}
+
+// RunOnce claims due rows, sends them (see lane for how many at once) and
+// records the outcomes. It returns how many rows it handled.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	rows, err := d.claim(ctx)
 	if err != nil || len(rows) == 0 {
@@ -144,16 +278,40 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	sem := make(chan struct{}, d.o.Workers)
 	var wg sync.WaitGroup
 	for i, r := range rows {
+		l := d.lane(r)
+		l.acquire(d.o.Workers)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			results[i] = d.send(ctx, r)
+			l.release(results[i].took)
 		}()
 	}
 	wg.Wait()
-	return len(rows), d.record(context.WithoutCancel(ctx), results)
+	return len(rows), d.recordAll(ctx, results)
+}
+
+// recordAll commits the outcomes, retrying while the store refuses: the
+// sends happened, and a row left leased would be sent again. If ctx ends
+// first, the sent log keeps the deliveries for Recover.
+func (d *Dispatcher) recordAll(ctx context.Context, results []result) error {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := d.record(context.WithoutCancel(ctx), results)
+		if err == nil {
+			if err := d.sent.reset(); err != nil {
+				d.log.Warn("could not empty the sent log", "err", err)
+			}
+			return nil
+		}
+		d.log.Error("could not record delivery outcomes; retrying", "rows", len(results), "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // claim marks due rows as sending, with a lease after which a crashed send
@@ -226,6 +384,9 @@ func (d *Dispatcher) send(ctx context.Context, r *row) result {
 	res.at = d.o.Clock.Now()
 	if err == nil {
 		res.ok = true
+		if lerr := d.sent.add(sentEntry{ID: r.id, Channel: c.Channel, Attempt: r.attempts + 1, At: store.Millis(res.at), Millis: res.took.Milliseconds()}); lerr != nil {
+			d.log.Error("could not note a delivery; a crash before it is recorded would send it again", "id", r.id, "err", lerr)
+		}
 	} else {
 		res.err, res.retry = err, retry
 		if actx.Err() != nil && ctx.Err() == nil {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
@@ -32,9 +31,6 @@ type Options struct {
 	// Set.Subjects.
 	ExtraSubjects []string
 }
-
-// MaxExprNodes caps the size of one expression.
-const MaxExprNodes = 2000
 
 // Load loads every *.yaml file under dir, recursively and in path order,
 // except files ending in _test.yaml, directories named "tests" (rule unit
@@ -189,7 +185,13 @@ func load(files []string, opts Options) (*Set, error) {
 	return s, nil
 }
 
-func (l *loader) add(p Pos, msg string) { l.errs = append(l.errs, Error{Pos: p, Msg: msg}) }
+// add records a problem. Line breaks in the message (a YAML string quoted
+// back, a library's multi-line error) are escaped: each problem is one
+// "file:line:col: message" line.
+func (l *loader) add(p Pos, msg string) {
+	msg = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(msg)
+	l.errs = append(l.errs, Error{Pos: p, Msg: msg})
+}
 
 // file reads and decodes one file; what it declares goes into l.set.
 func (l *loader) file(path string) {
@@ -264,11 +266,7 @@ func (l *loader) compile(c ctx, n *yaml.Node, env map[string]any, asBool bool) *
 		c.errf(n, "empty expression")
 		return nil
 	}
-	opts := []expr.Option{expr.Env(env), expr.MaxNodes(MaxExprNodes)}
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
-	p, err := expr.Compile(src, opts...)
+	p, err := compileExpr(src, env, asBool)
 	if err == nil {
 		return p
 	}

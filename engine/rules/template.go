@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,10 +26,32 @@ const MaxRenderedSize = 64 << 10
 // MaxRenderedSize.
 var ErrOutputTooLarge = fmt.Errorf("output exceeds %d bytes", MaxRenderedSize)
 
+// MaxTemplateSteps caps the work of one Render: every range iteration and
+// every {{ template }} call is a step. Output is capped by MaxRenderedSize,
+// but a loop that prints nothing ({{ range 1000000000 }}{{ end }}, or a
+// range over a huge number from an event) would otherwise spin for minutes.
+const MaxTemplateSteps = 100_000
+
+// ErrTooManySteps is returned (wrapped) by Render when a render would take
+// more than MaxTemplateSteps steps.
+var ErrTooManySteps = fmt.Errorf("more than %d loop iterations and template calls", MaxTemplateSteps)
+
 // missingFunc is the template function the loader appends to every output
 // action ({{ .order.eta }} becomes {{ .order.eta | _str }}) so that a missing
-// field prints as nothing instead of text/template's "<no value>".
+// field prints as nothing instead of text/template's "<no value>". It also
+// refuses a value whose text would exceed MaxRenderedSize before fmt builds
+// that text.
 const missingFunc = "_str"
+
+// stepFunc is the template function the loader puts first in every range
+// body and every defined template ({{ _step }}): it counts steps against
+// MaxTemplateSteps and prints nothing. stepsMarker is an empty associated
+// template whose presence says that a template has steps to count, so
+// Render pays for a per-render counter only when there are loops or calls.
+const (
+	stepFunc    = "_step"
+	stepsMarker = "\x00steps"
+)
 
 // Render executes the template in the best locale for the recipient: the
 // exact locale ("ru-RU"; case and '-'/'_' do not matter), then its language
@@ -52,6 +76,7 @@ func (t *Template) Render(locale, defaultLocale string, data map[string]any) (r 
 		}
 	}()
 	r.Locale = loc
+	steps := MaxTemplateSteps
 	for _, p := range []struct {
 		name string
 		tm   *template.Template
@@ -61,8 +86,22 @@ func (t *Template) Render(locale, defaultLocale string, data map[string]any) (r 
 		if p.tm == nil {
 			continue
 		}
+		tm := p.tm
+		if tm.Lookup(stepsMarker) != nil {
+			// A copy whose step function counts this render's steps; the
+			// parse trees are shared, so this is cheap.
+			if tm, err = tm.Clone(); err != nil {
+				return Rendered{}, fmt.Errorf("template %q: %s.%s: %w", t.Name, loc, p.name, err)
+			}
+			tm.Funcs(template.FuncMap{stepFunc: func() (string, error) {
+				if steps--; steps < 0 {
+					return "", ErrTooManySteps
+				}
+				return "", nil
+			}})
+		}
 		var w capWriter
-		if err := p.tm.Execute(&w, data); err != nil {
+		if err := tm.Execute(&w, data); err != nil {
 			return Rendered{}, fmt.Errorf("template %q: %s.%s: %w", t.Name, loc, p.name, err)
 		}
 		*p.out = w.b.String()
@@ -139,19 +178,141 @@ func (w *capWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// parseTemplate parses one part of a template with the given functions and
-// rewrites its output actions so missing fields print as nothing.
+// parseTemplate parses one part of a template with the given functions,
+// rewrites its output actions so missing fields print as nothing, puts a
+// step counter in every loop body and defined template, and refuses
+// templates that call themselves.
 func parseTemplate(name, src string, funcs template.FuncMap) (*template.Template, error) {
 	t, err := template.New(name).Option("missingkey=zero").Funcs(funcs).Parse(src)
 	if err != nil {
 		return nil, err
 	}
+	if err := noRecursion(t); err != nil {
+		return nil, err
+	}
+	counted := false
 	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			emptyIfMissing(tt.Tree, tt.Tree.Root)
+		if tt.Tree == nil {
+			continue
+		}
+		emptyIfMissing(tt.Tree, tt.Tree.Root)
+		if countSteps(tt.Tree, tt.Tree.Root) {
+			counted = true
+		}
+		if tt.Name() != name {
+			tt.Tree.Root.Nodes = append([]parse.Node{stepAction(tt.Tree, tt.Tree.Root.Pos)}, tt.Tree.Root.Nodes...)
+			counted = true
+		}
+	}
+	if counted {
+		if _, err := t.New(stepsMarker).Parse(""); err != nil {
+			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// stepAction is {{ _step }}.
+func stepAction(tree *parse.Tree, pos parse.Pos) *parse.ActionNode {
+	id := parse.NewIdentifier(stepFunc).SetTree(tree).SetPos(pos)
+	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: pos, Args: []parse.Node{id}}
+	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Cmds: []*parse.CommandNode{cmd}}}
+}
+
+// countSteps puts {{ _step }} first in every range body under n and
+// reports whether there was one.
+func countSteps(tree *parse.Tree, n parse.Node) bool {
+	found := false
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return false
+		}
+		for _, c := range n.Nodes {
+			found = countSteps(tree, c) || found
+		}
+	case *parse.IfNode:
+		found = countSteps(tree, n.List)
+		found = countSteps(tree, n.ElseList) || found
+	case *parse.WithNode:
+		found = countSteps(tree, n.List)
+		found = countSteps(tree, n.ElseList) || found
+	case *parse.RangeNode:
+		countSteps(tree, n.List)
+		countSteps(tree, n.ElseList)
+		if n.List == nil {
+			n.List = &parse.ListNode{NodeType: parse.NodeList, Pos: n.Pos}
+		}
+		n.List.Nodes = append([]parse.Node{stepAction(tree, n.Pos)}, n.List.Nodes...)
+		found = true
+	}
+	return found
+}
+
+// noRecursion refuses a template that calls itself, directly or through
+// others: text/template would go 100,000 calls deep before giving up.
+func noRecursion(t *template.Template) error {
+	calls := map[string][]string{}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			calls[tt.Name()] = templateCalls(tt.Tree.Root, nil)
+		}
+	}
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	var visit func(name string) error
+	visit = func(name string) error {
+		switch state[name] {
+		case visiting:
+			return fmt.Errorf("template %q calls itself: recursion is not allowed", name)
+		case done:
+			return nil
+		}
+		state[name] = visiting
+		for _, c := range calls[name] {
+			if err := visit(c); err != nil {
+				return err
+			}
+		}
+		state[name] = done
+		return nil
+	}
+	names := make([]string, 0, len(calls))
+	for n := range calls {
+		names = append(names, n)
+	}
+	sort.Strings(names) // the same error every time
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// templateCalls appends the names of the templates n invokes.
+func templateCalls(n parse.Node, out []string) []string {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return out
+		}
+		for _, c := range n.Nodes {
+			out = templateCalls(c, out)
+		}
+	case *parse.IfNode:
+		out = templateCalls(n.ElseList, templateCalls(n.List, out))
+	case *parse.WithNode:
+		out = templateCalls(n.ElseList, templateCalls(n.List, out))
+	case *parse.RangeNode:
+		out = templateCalls(n.ElseList, templateCalls(n.List, out))
+	case *parse.TemplateNode:
+		out = append(out, n.Name)
+	}
+	return out
 }
 
 func emptyIfMissing(tree *parse.Tree, n parse.Node) {
@@ -201,15 +362,38 @@ func templateFuncs() template.FuncMap {
 		return l, nil
 	}
 	return template.FuncMap{
-		missingFunc: func(v any) any {
+		missingFunc: func(v any) (any, error) {
 			if isNil(v) {
-				return ""
+				return "", nil
 			}
-			return v
+			if !sizeWithin(v, MaxRenderedSize, false) {
+				return nil, ErrOutputTooLarge
+			}
+			return v, nil
 		},
-		"upper": func(v any) string { return strings.ToUpper(toString(v)) },
-		"lower": func(v any) string { return strings.ToLower(toString(v)) },
-		"title": func(v any) string { return title(toString(v)) },
+		// Replaced per render (see Render); this one only lets the
+		// template parse.
+		stepFunc: func() string { return "" },
+		// text/template's own printing functions, size-checked first:
+		// fmt builds its whole output in memory.
+		"print":    sizedPrint(fmt.Sprint),
+		"println":  sizedPrint(fmt.Sprintln),
+		"printf":   sizedPrintf,
+		"html":     sizedEscape(template.HTMLEscapeString),
+		"js":       sizedEscape(template.JSEscapeString),
+		"urlquery": sizedEscape(url.QueryEscape),
+		"upper": func(v any) (string, error) {
+			s, err := toText(v)
+			return strings.ToUpper(s), err
+		},
+		"lower": func(v any) (string, error) {
+			s, err := toText(v)
+			return strings.ToLower(s), err
+		},
+		"title": func(v any) (string, error) {
+			s, err := toText(v)
+			return title(s), err
+		},
 		"default": func(def, v any) any {
 			if isEmpty(v) {
 				return def
@@ -223,6 +407,9 @@ func templateFuncs() template.FuncMap {
 			rv := reflect.ValueOf(v)
 			if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
 				return "", fmt.Errorf("join: cannot join %T", v)
+			}
+			if !sizeWithin(v, MaxRenderedSize-rv.Len()*len(sep), false) {
+				return "", fmt.Errorf("join: %w", ErrOutputTooLarge)
 			}
 			parts := make([]string, rv.Len())
 			for i := range parts {
@@ -247,18 +434,110 @@ func templateFuncs() template.FuncMap {
 			}
 			return t.Format(layout), nil
 		},
-		"truncate": func(n int, v any) string {
-			s := toString(v)
-			if n <= 0 {
-				return ""
+		"truncate": func(n int, v any) (string, error) {
+			s, err := toText(v)
+			if err != nil || n <= 0 {
+				return "", err
 			}
 			if utf8.RuneCountInString(s) <= n {
-				return s
+				return s, nil
 			}
 			r := []rune(s)
-			return string(r[:n-1]) + "…"
+			return string(r[:n-1]) + "…", nil
 		},
 	}
+}
+
+// toText is toString for a value that may be too large to print.
+func toText(v any) (string, error) {
+	if !sizeWithin(v, MaxRenderedSize, false) {
+		return "", ErrOutputTooLarge
+	}
+	return toString(v), nil
+}
+
+// sizedPrint is print or println with the size checked first.
+func sizedPrint(f func(...any) string) func(...any) (string, error) {
+	return func(args ...any) (string, error) {
+		if !sizeWithin(args, MaxRenderedSize, false) {
+			return "", ErrOutputTooLarge
+		}
+		return f(args...), nil
+	}
+}
+
+// sizedEscape is html, js or urlquery (which print their arguments as
+// print does, then escape; an escape is at most six bytes per byte).
+func sizedEscape(escape func(string) string) func(...any) (string, error) {
+	return func(args ...any) (string, error) {
+		if !sizeWithin(args, MaxRenderedSize/6, false) {
+			return "", ErrOutputTooLarge
+		}
+		if len(args) == 1 {
+			if s, ok := args[0].(string); ok {
+				return escape(s), nil
+			}
+		}
+		return escape(fmt.Sprint(args...)), nil
+	}
+}
+
+// sizedPrintf is printf with the size checked first. Besides the
+// arguments, the format's widths and precisions count ("%01000000d" prints
+// a million bytes), and an argument may be printed by several verbs
+// ("%[1]s%[1]s").
+func sizedPrintf(format string, args ...any) (string, error) {
+	verbs, pad := printfCost(format)
+	largest := 0
+	for _, a := range args {
+		left := MaxRenderedSize
+		if !sizeWithin(a, left, false) {
+			return "", ErrOutputTooLarge
+		}
+		s := sizer{left: left}
+		s.value(a, 0)
+		largest = max(largest, left-s.left)
+		pad += 20 // a *-width or precision is an argument; %!v(EXTRA …) and the like
+	}
+	total := len(format) + pad + verbs*(largest+20)
+	if total > MaxRenderedSize || total < 0 {
+		return "", ErrOutputTooLarge
+	}
+	return fmt.Sprintf(format, args...), nil
+}
+
+// printfCost counts the verbs of a printf format and adds up their widths
+// and precisions (fmt refuses numbers over 1e6, so each is bounded; a * is
+// counted by the caller).
+func printfCost(format string) (verbs, pad int) {
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(format) && format[i] == '%' {
+			continue
+		}
+		verbs++
+	verb:
+		for ; i < len(format); i++ {
+			c := format[i]
+			switch {
+			case '0' <= c && c <= '9':
+				n := 0
+				for ; i < len(format) && '0' <= format[i] && format[i] <= '9'; i++ {
+					n = min(n*10+int(format[i]-'0'), 1e7)
+				}
+				pad += n
+				i--
+				continue
+			case strings.IndexByte("+-# .*[]", c) >= 0:
+				continue
+			}
+			break verb // the verb letter
+		}
+	}
+	return verbs, pad
 }
 
 func isNil(v any) bool {

@@ -94,13 +94,20 @@ type kv struct{ k, v *yaml.Node }
 // is not a map, keys that are not strings and repeated keys. If known is not
 // nil, other keys are reported as unknown (and left out).
 func (c ctx) entries(n *yaml.Node, known []string) ([]kv, bool) {
+	return c.entriesOnce(n, known, map[*yaml.Node]bool{})
+}
+
+// entriesOnce is entries; merged holds the maps already merged in, so that
+// each is merged once: merges of merges through aliases would otherwise
+// take exponential time (a "billion laughs" file).
+func (c ctx) entriesOnce(n *yaml.Node, known []string, merged map[*yaml.Node]bool) ([]kv, bool) {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		c.errf(n, "expected a map, got %s", kindName(n))
 		return nil, false
 	}
 	seen := map[string]bool{}
-	var out, merged []kv
+	var out, fromMerge []kv
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || isNull(k) {
@@ -108,7 +115,7 @@ func (c ctx) entries(n *yaml.Node, known []string) ([]kv, bool) {
 			continue
 		}
 		if k.Tag == "!!merge" {
-			merged = append(merged, c.merge(v, known)...)
+			fromMerge = append(fromMerge, c.merge(v, known, merged)...)
 			continue
 		}
 		if seen[k.Value] {
@@ -127,7 +134,7 @@ func (c ctx) entries(n *yaml.Node, known []string) ([]kv, bool) {
 		out = append(out, kv{k, v})
 	}
 	// Merged entries (<<: *anchor) come after, unless given explicitly.
-	for _, e := range merged {
+	for _, e := range fromMerge {
 		if !seen[e.k.Value] {
 			seen[e.k.Value] = true
 			out = append(out, e)
@@ -138,7 +145,7 @@ func (c ctx) entries(n *yaml.Node, known []string) ([]kv, bool) {
 
 // merge returns the entries a merge key (<<) brings in: those of a map, or
 // of a list of maps, earlier maps first.
-func (c ctx) merge(v *yaml.Node, known []string) []kv {
+func (c ctx) merge(v *yaml.Node, known []string, merged map[*yaml.Node]bool) []kv {
 	var maps []*yaml.Node
 	switch v.Kind {
 	case yaml.MappingNode:
@@ -157,7 +164,11 @@ func (c ctx) merge(v *yaml.Node, known []string) []kv {
 			c.errf(m, "merge (<<) needs a map or a list of maps, got %s", kindName(m))
 			continue
 		}
-		es, _ := c.entries(m, known)
+		if merged[m] {
+			continue // its entries are in already, and earlier ones win
+		}
+		merged[m] = true
+		es, _ := c.entriesOnce(m, known, merged)
 		out = append(out, es...)
 	}
 	return out

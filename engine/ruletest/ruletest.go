@@ -22,11 +22,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/proactived/proactived/engine"
 	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/event"
-	"github.com/proactived/proactived/engine/outbox"
+	"github.com/proactived/proactived/engine/replay"
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/notifiers"
@@ -266,13 +265,11 @@ func runScenario(ctx context.Context, set *rules.Set, cfg *config.Config, sc Sce
 	for name := range cfg.Channels {
 		chans[name] = &recorder{clk: clk, sent: &sent, fail: contains(sc.Fail, name)}
 	}
-	eng, err := engine.New(ctx, engine.Options{Store: st, Clock: clk, Config: cfg, Rules: set})
+	drv, err := replay.New(ctx, replay.Options{Store: st, Clock: clk, Config: cfg, Rules: set, Channels: chans})
 	if err != nil {
 		return res, err
 	}
-	rc := cfg.Policy.Retry
-	disp := outbox.New(outbox.Options{Store: st, Clock: clk, Channels: chans,
-		Retry: outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: rc.Timeout.D()}})
+	eng := drv.Engine
 	for typ, byKey := range sc.Entities {
 		if _, ok := set.Entities[typ]; !ok {
 			return res, fmt.Errorf("entities: unknown entity type %q", typ)
@@ -288,81 +285,30 @@ func runScenario(ctx context.Context, set *rules.Set, cfg *config.Config, sc Sce
 			}
 		}
 	}
-	settle := func() error {
-		for i := 0; i < 10_000; i++ {
-			more, err := eng.Tick(ctx)
-			if err != nil {
-				return err
-			}
-			n, err := disp.RunOnce(ctx)
-			if err != nil {
-				return err
-			}
-			if !more && n == 0 {
-				return nil
-			}
-		}
-		return errors.New("engine did not settle after 10000 steps")
-	}
-	if err := settle(); err != nil {
-		return res, err
-	}
 	next := 0
-	prev := sc.Start
-	for steps := 0; ; steps++ {
-		if steps > 1_000_000 {
-			return res, errors.New("too many steps; is a schedule firing every second?")
+	src := func(context.Context) (replay.Event, bool, error) {
+		if next >= len(evs) {
+			return replay.Event{}, false, nil
 		}
-		wake, err := eng.NextWake(ctx)
-		if err != nil {
-			return res, err
+		te := evs[next]
+		next++
+		data := te.ev.Data
+		if data == nil {
+			data = map[string]any{}
 		}
-		at := end
-		if next < len(evs) && !evs[next].at.After(at) {
-			at = evs[next].at
+		event.Normalize(data)
+		id := te.ev.ID
+		if id == "" {
+			id = fmt.Sprintf("test-%d", te.i)
 		}
-		if !wake.IsZero() && wake.Before(at) {
-			at = wake
+		p, rej := eng.Prepare(&event.Event{Subject: te.ev.Subject, ID: id, Time: te.at, Data: normalizeYAML(data).(map[string]any)})
+		if rej != nil {
+			return replay.Event{}, false, fmt.Errorf("events[%d] (%s) rejected: %s", te.i, te.ev.Subject, rej.Error())
 		}
-		if at.After(end) {
-			break
-		}
-		if steps > 0 && !at.After(prev) && (next >= len(evs) || evs[next].at.After(prev)) {
-			// Something reports work due now that produced nothing; step on.
-			at = prev.Add(time.Second)
-		}
-		prev = at
-		clk.Set(at)
-		var batch []*engine.Prepared
-		for next < len(evs) && !evs[next].at.After(at) {
-			te := evs[next]
-			next++
-			data := te.ev.Data
-			if data == nil {
-				data = map[string]any{}
-			}
-			event.Normalize(data)
-			id := te.ev.ID
-			if id == "" {
-				id = fmt.Sprintf("test-%d", te.i)
-			}
-			p, rej := eng.Prepare(&event.Event{Subject: te.ev.Subject, ID: id, Time: te.at, Data: normalizeYAML(data).(map[string]any)})
-			if rej != nil {
-				return res, fmt.Errorf("events[%d] (%s) rejected: %s", te.i, te.ev.Subject, rej.Error())
-			}
-			batch = append(batch, p)
-		}
-		if len(batch) > 0 {
-			if err := eng.HandleBatch(ctx, batch); err != nil {
-				return res, err
-			}
-		}
-		if err := settle(); err != nil {
-			return res, err
-		}
-		if !at.Before(end) && next >= len(evs) {
-			break
-		}
+		return replay.Event{At: te.at, P: p}, true, nil
+	}
+	if err := drv.Run(ctx, src, end); err != nil {
+		return res, err
 	}
 	res.Sent, res.Start = sent, sc.Start
 	res.Failures = append(res.Failures, match(sc, sent, tol)...)

@@ -41,6 +41,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_txlock", "immediate")
 	q.Set("_cache_size", "-65536") // 64 MiB page cache
+	// Keep prepared statements on the writer connection: the engine runs
+	// the same few dozen statements for every event, and compiling the SQL
+	// each time was the largest single cost of a batch (BENCHMARKS.md).
+	q.Set("_stmt_cache_size", "128")
 	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

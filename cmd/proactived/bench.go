@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/proactived/proactived/engine/bench"
+)
+
+// cmdBench measures this machine: `proactived bench [--rules N] [--events M] …`.
+// It needs nothing running: it embeds NATS and works in a temp directory.
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", stderr)
+	var o bench.Options
+	journal := true
+	asJSON := false
+	fs.IntVar(&o.Rules, "rules", 1000, "number of generated rules")
+	fs.IntVar(&o.Matching, "matching", 5, "rules per subject, i.e. evaluated for each event")
+	fs.IntVar(&o.Events, "events", 500_000, "events in the throughput run")
+	fs.IntVar(&o.Rate, "rate", 20_000, "fixed publish rate of one latency run (events/s; -1 skips it)")
+	fs.DurationVar(&o.LatencyFor, "latency-for", 5*time.Second, "how long each latency run publishes")
+	fs.IntVar(&o.Orders, "orders", 0, "order keys (default: min(4000, events/20))")
+	fs.IntVar(&o.Customers, "customers", 0, "customer keys (default: orders/4)")
+	fs.IntVar(&o.Batch, "batch", 0, "intake.batch (default: the daemon's)")
+	fs.BoolVar(&journal, "journal", true, "keep the per-event journal (intake.journal)")
+	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed after)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "proactived bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	o.Journal = &journal
+	o.Progress = stderr
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "proactived bench:", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintln(stderr, "proactived bench:", err)
+			return 1
+		}
+		return 0
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		fmt.Fprintln(stderr, "proactived bench:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,109 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTinyBench runs the whole bench end to end on a tiny workload and
+// checks the report is complete and consistent. It asserts no timing.
+func TestTinyBench(t *testing.T) {
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Rules: 20, Matching: 5, Events: 2000, Rate: 3000, LatencyFor: 200 * time.Millisecond,
+		Dir: t.TempDir(), Progress: &progress})
+	if err != nil {
+		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
+	}
+	if rep.Subjects != 4 || rep.Rules != 20 || rep.Matching != 5 || rep.Events != 2000 {
+		t.Errorf("workload: %d subjects, %d rules, %d matching, %d events", rep.Subjects, rep.Rules, rep.Matching, rep.Events)
+	}
+	for name, v := range map[string]float64{"publish": rep.PublishRate, "raw": rep.RawRate, "engine": rep.EngineRate,
+		"ratio": rep.Ratio, "outbox": rep.OutboxRate, "deliver": rep.DeliverRate, "rss": rep.PeakRSSMB} {
+		if !(v > 0) {
+			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+	if rep.AvgBytes < 200 || rep.AvgBytes > 400 {
+		t.Errorf("average event is %d bytes, want ~300", rep.AvgBytes)
+	}
+	// About 40% of the events after the bootstrap fire a rule.
+	total := rep.Events
+	for _, l := range rep.Latency {
+		total += l.Events
+	}
+	if share := float64(rep.FiringEvents) / float64(total); share < 0.2 || share > 0.5 {
+		t.Errorf("%d of %d events fired (%.0f%%), want ~40%%", rep.FiringEvents, total, 100*share)
+	}
+	if rep.Expected == 0 || rep.Delivered != rep.Expected || rep.Unexpected != 0 {
+		t.Errorf("notifications: %d expected, %d delivered, %d unexpected", rep.Expected, rep.Delivered, rep.Unexpected)
+	}
+	if rep.OutboxRows == 0 || rep.OutboxRows > rep.Expected {
+		t.Errorf("outbox rows after the backlog = %d, want 1..%d", rep.OutboxRows, rep.Expected)
+	}
+	var names []string
+	for _, l := range rep.Latency {
+		names = append(names, l.Name)
+		if l.Samples == 0 || l.P50ms <= 0 || l.P50ms > l.P95ms || l.P95ms > l.P99ms || l.P99ms > l.Maxms {
+			t.Errorf("latency %s: %+v", l.Name, l)
+		}
+	}
+	if strings.Join(names, ",") != "half,fixed,max" {
+		t.Errorf("latency runs %v, want half,fixed,max", names)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"raw JetStream consume", "engine / raw", "latency half", "webhook deliveries", "peak RSS"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	var back map[string]any
+	b, _ := json.Marshal(rep)
+	if err := json.Unmarshal(b, &back); err != nil || back["engine_to_raw_ratio"] == nil || back["raw_consume_events_per_sec"] == nil {
+		t.Errorf("json report: %v %s", err, b)
+	}
+}
+
+// TestWorldOracle checks the generator against itself: an event it says
+// fires rule r carries one of r's reasons, and the bootstrap declares every
+// customer and order before anything else.
+func TestWorldOracle(t *testing.T) {
+	w := newWorld(7, 100, 5, 50, 10, 0.4)
+	now := time.Now()
+	for i := 0; i < 60; i++ {
+		ev := w.next(now)
+		want := "customers.updated"
+		if i >= 10 {
+			want = "orders.created"
+		}
+		if ev.subject != want || ev.fires != -1 {
+			t.Fatalf("bootstrap event %d: %s fires %d", i, ev.subject, ev.fires)
+		}
+	}
+	fired := 0
+	for i := 0; i < 5000; i++ {
+		ev := w.next(now)
+		if ev.fires < 0 {
+			continue
+		}
+		fired++
+		r := w.rules[ev.fires]
+		if r.subject != ev.subject {
+			t.Fatalf("rule %s on %s fired by %s", r.name, r.subject, ev.subject)
+		}
+		if !bytes.Contains(ev.body, []byte(`"reason":"`+r.reasons[0]+`"`)) && !bytes.Contains(ev.body, []byte(`"reason":"`+r.reasons[1]+`"`)) {
+			t.Fatalf("event fires %s without its reason: %s", r.name, ev.body)
+		}
+	}
+	if fired < 1500 || fired > 2500 {
+		t.Errorf("%d of 5000 events fired, want ~40%%", fired)
+	}
+}

@@ -1,0 +1,40 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteText prints the report as a table for people.
+func (r *Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	m := r.Machine
+	p("machine", "%d CPU (%s), %d MB, %s %s", m.CPUs, m.Model, m.MemMB, m.GoVer, m.GOARCH)
+	p("load (1/5/15 min)", "%s before, %s after", r.Load, r.LoadAfter)
+	p("workload", "%d events (~%d bytes), %d rules (%d per event over %d subjects), %d orders, %d customers, batch %d, journal %t",
+		r.Events, r.AvgBytes, r.Rules, r.Matching, r.Subjects, r.Orders, r.Customers, r.Batch, r.Journal)
+	p("publish", "%.0f events/s", r.PublishRate)
+	p("raw JetStream consume", "%.0f events/s (AckAll per batch, no processing)", r.RawRate)
+	p("engine", "%.0f events/s (%.1fs for the backlog)", r.EngineRate, r.EngineSecs)
+	p("engine / raw", "%.1f%%", 100*r.Ratio)
+	p("firing events", "%d (%.0f%%)", r.FiringEvents, 100*float64(r.FiringEvents)/float64(max(1, r.Events+latencyEvents(r))))
+	p("outbox writes", "%d notifications, %.0f/s during the engine run", r.OutboxRows, r.OutboxRate)
+	p("webhook deliveries", "%.0f/s (%.1fs for the backlog's notifications)", r.DeliverRate, r.DeliverSecs)
+	p("notifications", "%d expected, %d delivered, %d repeated deliveries", r.Expected, r.Delivered, r.Duplicates)
+	for _, l := range r.Latency {
+		p("latency "+l.Name, "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms  at %.0f events/s (%d samples)",
+			l.P50ms, l.P95ms, l.P99ms, l.Maxms, l.Actual, l.Samples)
+	}
+	p("peak RSS", "%.0f MB (whole process: engine, NATS server, publisher, sink)", r.PeakRSSMB)
+	return tw.Flush()
+}
+
+func latencyEvents(r *Report) int {
+	n := 0
+	for _, l := range r.Latency {
+		n += l.Events
+	}
+	return n
+}

@@ -1,0 +1,25 @@
+package event
+
+import (
+	"testing"
+	"time"
+)
+
+// benchBody is a realistic ~300-byte order event, like proactived bench
+// publishes.
+const benchBody = `{"order_id":"o-0001234","customer_id":"c-000311","status":"in_transit","reason":"carrier_delay_17","region":"eu-west","eta":"2026-12-03T18:00:00Z","attempts":2,"carrier":"dhl-express","tracking":"JJD000001234","warehouse":"wh-berlin-3","sku":"SKU-4521","total":12900,"currency":"EUR","emitted_at":"2026-11-22T11:48:31.123456789Z"}`
+
+// BenchmarkDecode is the per-event decode cost: JSON into the map that
+// expressions read, with numbers normalized.
+func BenchmarkDecode(b *testing.B) {
+	raw := Raw{Subject: "shipments.eta_updated", Body: []byte(benchBody), Seq: 1, Time: time.Now()}
+	b.SetBytes(int64(len(benchBody)))
+	b.ReportAllocs()
+	defer startCPU().report(b)
+	for b.Loop() {
+		ev, rej := Decode(raw, 1<<20)
+		if rej != nil || len(ev.Data) != 14 {
+			b.Fatal(rej, ev)
+		}
+	}
+}

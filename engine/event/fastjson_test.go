@@ -1,0 +1,76 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// slowObject is the reference: encoding/json with UseNumber, normalized,
+// rejecting trailing data — what Decode did before the fast path.
+func slowObject(b []byte) (map[string]any, bool) {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, false // trailing data
+	}
+	normalize(m)
+	return m, true
+}
+
+var fastSeeds = []string{
+	benchBody,
+	`{}`, ` { } `, `{"a":{}}`, `{"a":[]}`, `{"a":[1,[2,[3]]]}`,
+	`{"n":-0,"m":0.0,"e":1e3,"E":-2.5E-3,"big":9223372036854775807,"bigger":9223372036854775808,"neg":-9223372036854775808,"inf":1e400}`,
+	`{"s":"\u00e9\ud83d\ude00 \" \\ \/ \b\f\n\r\t","bad":"\ud800","raw":"é☃"}`,
+	"{\"inv\":\"\xff\xfe\"}",
+	`{"dup":1,"dup":2}`,
+	`{"t":true,"f":false,"z":null}`,
+	// Rejected by both (the fast path must decline).
+	`{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":+1}`, `{"a":1e}`, `{"a":-}`, `{"a":tru}`, `{"a":nul}`,
+	`{"a":1,}`, `{,}`, `{"a"}`, `{"a":1}}`, `{"a":1} x`, `{"a":"x` + "\x01" + `"}`, `{"a":"\x"}`,
+	`{"a":[1,]}`, `{"a":[1 2]}`, `{'a':1}`, `{"a":1`, `{"a":"\u12"}`, `[1]`, `"s"`, ``,
+}
+
+func TestFastObjectMatchesEncodingJSON(t *testing.T) {
+	for _, s := range fastSeeds {
+		checkFast(t, []byte(s))
+	}
+}
+
+func checkFast(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := fastObject(b)
+	want, wantOK := slowObject(b)
+	if ok && !wantOK {
+		t.Fatalf("fast path accepted %q, encoding/json rejects it", b)
+	}
+	if ok && !reflect.DeepEqual(got, want) {
+		t.Fatalf("fast path decoded %q as\n%#v\nencoding/json as\n%#v", b, got, want)
+	}
+}
+
+// FuzzFastObject: whatever the fast path accepts, encoding/json accepts
+// too, with the same normalized value. (Where the fast path declines,
+// Decode uses encoding/json itself.)
+func FuzzFastObject(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b) })
+}
+
+// TestFastObjectCommonCaseTaken: the events producers send do take the
+// fast path (or it would silently never help).
+func TestFastObjectCommonCaseTaken(t *testing.T) {
+	for _, s := range []string{benchBody, `{"order_id":"o-1","total":50000,"skus":["a","b"],"nested":{"x":1.5}}`} {
+		if _, ok := fastObject([]byte(s)); !ok {
+			t.Errorf("fast path declined %s", s)
+		}
+	}
+}

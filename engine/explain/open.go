@@ -1,0 +1,48 @@
+package explain
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+
+	_ "github.com/mattn/go-sqlite3" // SQLite driver (cgo)
+)
+
+// OpenReadOnly opens the store's SQLite file for reading only, beside a
+// running daemon (WAL lets readers run while the one writer commits). It
+// never creates or migrates anything: a missing file is an error that says
+// so, and so is a file that is not a proactived store.
+func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no database at %s: has the daemon run with this data directory (--data, config `data`)?", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("open %s: is a directory, want the SQLite file", path)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("_busy_timeout", "10000")
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(2)
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('entities', 'decisions', 'outbox')`).Scan(&n); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if n != 3 {
+		db.Close()
+		return nil, fmt.Errorf("open %s: not a proactived store (tables missing)", path)
+	}
+	return db, nil
+}

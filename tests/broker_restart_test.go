@@ -1,0 +1,190 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/proactived/proactived/triggers/natsembed"
+)
+
+// readyWatch polls /readyz and keeps every change of its answer.
+type readyWatch struct {
+	mu      sync.Mutex
+	changes []readyChange
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type readyChange struct {
+	at   time.Time
+	code int // 0 = no answer
+}
+
+func watchReady(url string) *readyWatch {
+	w := &readyWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		last := -1
+		for {
+			code, _ := probe(url)
+			if code != last {
+				w.mu.Lock()
+				w.changes = append(w.changes, readyChange{time.Now(), code})
+				w.mu.Unlock()
+				last = code
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *readyWatch) close() []readyChange {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]readyChange(nil), w.changes...)
+}
+
+func (w *readyWatch) last() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.changes) == 0 {
+		return -1
+	}
+	return w.changes[len(w.changes)-1].code
+}
+
+func (w *readyWatch) saw(code int, after time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.changes {
+		if c.code == code && !c.at.Before(after) {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(changes []readyChange, t0 time.Time) string {
+	var b strings.Builder
+	for _, c := range changes {
+		fmt.Fprintf(&b, " %+.1fs→%d", c.at.Sub(t0).Seconds(), c.code)
+	}
+	return b.String()
+}
+
+// TestBrokerRestart stops the NATS server for 10 s while events flow and
+// starts it again on the same port and storage. The daemon reconnects by
+// itself, /readyz answers 503 while the broker is away and 200 once it is
+// back, and every expected notification is delivered exactly once.
+func TestBrokerRestart(t *testing.T) {
+	const outage = 10 * time.Second
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	storeDir := t.TempDir()
+	var ns *server.Server
+	startNATS := func() {
+		t.Helper()
+		s, err := natsembed.Start(natsembed.Options{Listen: listen, StoreDir: storeDir})
+		if err != nil {
+			t.Fatalf("start nats on %s: %v", listen, err)
+		}
+		ns = s
+	}
+	stopNATS := func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
+	startNATS()
+	t.Cleanup(func() { stopNATS() })
+
+	sink := newKeySink(t)
+	e := startRobust(t, "nats://"+listen, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+	readyURL := "http://" + e.d.HTTPAddr() + "/readyz"
+
+	w := genWorkload(4000, 100, seedFromEnv(t))
+	t.Logf("%d events, %d expected notifications; broker down for %s mid-stream", len(w.events), len(w.expected), outage)
+	pub := newPublisher(t, e.cfg.NATS.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubDone := make(chan error, 1)
+	t0 := time.Now()
+	go func() { pubDone <- pub.run(ctx, w.events, 700) }()
+	rw := watchReady(readyURL)
+
+	// Stop the broker once a good part of the stream went through.
+	waitFor(t, 30*time.Second, func() error {
+		if n := pub.published.Load(); n < int64(len(w.events)/3) {
+			return fmt.Errorf("published %d", n)
+		}
+		return nil
+	})
+	total, _ := sink.counts()
+	down := time.Now()
+	stopNATS()
+	t.Logf("broker stopped at %+.1fs: published %d/%d, delivered %d", down.Sub(t0).Seconds(), pub.published.Load(), len(w.events), total)
+	waitFor(t, outage, func() error {
+		if !rw.saw(503, down) {
+			return fmt.Errorf("readyz still %d", rw.last())
+		}
+		return nil
+	})
+	time.Sleep(time.Until(down.Add(outage))) // the outage itself
+	up := time.Now()
+	startNATS()
+	t.Logf("broker started again at %+.1fs (down %s)", up.Sub(t0).Seconds(), up.Sub(down).Round(100*time.Millisecond))
+	waitFor(t, 60*time.Second, func() error {
+		if !rw.saw(200, up) {
+			return fmt.Errorf("readyz %d since the broker came back", rw.last())
+		}
+		return nil
+	})
+	back := time.Now()
+
+	select {
+	case err := <-pubDone:
+		if err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("publisher stuck at %d/%d", pub.published.Load(), len(w.events))
+	}
+	waitFor(t, 90*time.Second, func() error {
+		if n := missing(w.expected, sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing", n, len(w.expected))
+		}
+		st, err := outboxStatus(ctx, e.d.Store().R)
+		if err != nil {
+			return err
+		}
+		if n := waiting(st); n > 0 {
+			return fmt.Errorf("%d outbox rows to send: %v", n, st)
+		}
+		return nil
+	})
+	changes := rw.close()
+	if code, err := probe(readyURL); code != 200 {
+		t.Errorf("readyz after recovery: %d %v", code, err)
+	}
+	if e.d.Engine().LastSeq() != uint64(len(w.events)) {
+		t.Errorf("engine committed up to %d, stream has %d events", e.d.Engine().LastSeq(), len(w.events))
+	}
+	d := checkDelivery(w.expected, sink)
+	t.Logf("RESULT broker restart: %d events, broker down %s, ready again %s after restart, readyz:%s; %d publish retries; %d expected, %d requests, %d duplicates; %s",
+		len(w.events), up.Sub(down).Round(100*time.Millisecond), back.Sub(up).Round(100*time.Millisecond), describe(changes, t0),
+		pub.retries.Load(), len(w.expected), d.requests, d.duplicates, time.Since(t0).Round(time.Second))
+	if probs := d.problems(-1); len(probs) > 0 {
+		t.Errorf("delivery across a broker restart:\n  %s", strings.Join(probs, "\n  "))
+	}
+}

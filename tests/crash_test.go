@@ -1,0 +1,189 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proactived/proactived/triggers/natsembed/natstest"
+)
+
+// TestCrashSIGKILL runs the built binary against an external NATS server
+// while a generator publishes a paced stream of orders and ETAs, and
+// SIGKILLs the daemon at seeded random moments, restarting it each time.
+// Every expected notification must reach the webhook sink, nothing else
+// may, and the only repeats allowed are resends of the same notification
+// (same idempotency key and id), at most one per kill.
+//
+// PROACTIVED_LONG=1 runs 100k events with 20 kills; PROACTIVED_SEED
+// replays a kill schedule.
+func TestCrashSIGKILL(t *testing.T) {
+	orders, kills, rate := 10_500, 10, 900.0
+	if longRun() {
+		orders, kills, rate = 50_000, 20, 1500.0
+	}
+	if v := os.Getenv("PROACTIVED_CRASH_RATE"); v != "" {
+		if _, err := fmt.Sscan(v, &rate); err != nil {
+			t.Fatalf("PROACTIVED_CRASH_RATE=%q: %v", v, err)
+		}
+	}
+	seed := seedFromEnv(t)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	began := time.Now()
+
+	bin := buildDaemon(t)
+	ns := natstest.Run(t)
+	sink := newKeySink(t)
+	dir := t.TempDir()
+	rules := rulesDir(t, map[string]string{"shop.yaml": robustRules})
+	cfgPath := filepath.Join(dir, "proactived.yaml")
+	if err := os.WriteFile(cfgPath, []byte(robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	args := []string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
+		"--nats", ns.URL, "--http", "127.0.0.1:0", "--log-format", "json"}
+	w := genWorkload(orders, 200, seed)
+	t.Logf("seed %d (replay: PROACTIVED_SEED=%d); %d events, %d orders, %d expected notifications, %d kills, publishing at ~%.0f events/s",
+		seed, seed, len(w.events), w.orders, len(w.expected), kills, rate)
+
+	run := 0
+	spawn := func() *daemonProc {
+		run++
+		return startProc(t, bin, filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", run)), args...)
+	}
+	readyz := func(p *daemonProc) error {
+		if !p.running() {
+			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
+		}
+		addr := p.httpAddr()
+		if addr == "" {
+			return fmt.Errorf("not started yet")
+		}
+		code, err := probe("http://" + addr + "/readyz")
+		if err != nil || code != 200 {
+			return fmt.Errorf("readyz %d %v", code, err)
+		}
+		return nil
+	}
+
+	// The first daemon creates the stream; then the generator starts.
+	p := spawn()
+	waitFor(t, 30*time.Second, func() error { return readyz(p) })
+	pub := newPublisher(t, ns.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.run(ctx, w.events, rate) }()
+
+	beforeStart := 0
+	for k := 1; k <= kills; k++ {
+		// The scenario is elapsed time: the process lives a random while,
+		// sometimes not even long enough to finish starting.
+		up := time.Duration(300+rng.IntN(2700)) * time.Millisecond
+		time.Sleep(up)
+		started := p.httpAddr() != ""
+		if !started {
+			beforeStart++
+		}
+		if !p.running() {
+			t.Fatalf("daemon %d exited by itself: %v\n%s", run, p.state, p.tail(30))
+		}
+		p.kill(t)
+		total, distinct := sink.counts()
+		t.Logf("kill %2d: SIGKILL after %s up (started: %v); published %d/%d, sink got %d requests, %d keys",
+			k, up, started, pub.published.Load(), len(w.events), total, distinct)
+		p = spawn()
+	}
+	select {
+	case err := <-pubDone:
+		if err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("publisher did not finish: %d of %d published", pub.published.Load(), len(w.events))
+	}
+	t.Logf("publisher done after %s: %d events, %d publish retries", time.Since(began).Round(time.Second), len(w.events), pub.retries.Load())
+
+	// Let the last daemon finish: every expected key delivered and nothing
+	// left in the outbox (rows a killed daemon was sending are resent when
+	// their lease ends, and those resends must be counted too).
+	waitFor(t, 30*time.Second, func() error { return readyz(p) })
+	db := openStoreRO(t, filepath.Join(data, "proactived.db"))
+	waitFor(t, 2*time.Minute, func() error {
+		if !p.running() {
+			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(30))
+		}
+		if n := missing(w.expected, sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing", n, len(w.expected))
+		}
+		st, err := outboxStatus(ctx, db)
+		if err != nil {
+			return err
+		}
+		if n := waiting(st); n > 0 {
+			return fmt.Errorf("outbox still has %d rows to send: %v", n, st)
+		}
+		return nil
+	})
+	if err := readyz(p); err != nil {
+		t.Errorf("final daemon not ready: %v", err)
+	}
+	if code := p.term(t); code != 0 {
+		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
+	}
+
+	// The engine saw every event: its committed position is the stream's
+	// end, no evaluation failed (an ETA before its order's creation would)
+	// and nothing was dead-lettered.
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "PROACTIVE_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(len(w.events)) {
+		t.Errorf("stream holds %d messages, published %d distinct events", info.State.Msgs, len(w.events))
+	}
+	var lastSeq string
+	if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'last_seq'`).Scan(&lastSeq); err != nil || lastSeq != fmt.Sprint(info.State.LastSeq) {
+		t.Errorf("committed position %q (%v), stream ends at %d", lastSeq, err, info.State.LastSeq)
+	}
+	var errs int
+	if err := db.QueryRow(`SELECT count(*) FROM decisions WHERE verdict = 'error'`).Scan(&errs); err != nil || errs != 0 {
+		t.Errorf("%d error decisions (%v)", errs, err)
+	}
+	if dead, err := js.Stream(ctx, "PROACTIVE_EVENTS_DEAD"); err == nil {
+		if di, err := dead.Info(ctx); err == nil && di.State.Msgs != 0 {
+			t.Errorf("%d events were dead-lettered", di.State.Msgs)
+		}
+	}
+	st, err := outboxStatus(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["sent"] != len(w.expected) || len(st) != 1 {
+		t.Errorf("outbox: %v, want %d sent and nothing else", st, len(w.expected))
+	}
+
+	d := checkDelivery(w.expected, sink)
+	t.Logf("RESULT crash: %d events, %d kills (%d before the daemon had started), %d expected notifications, %d delivered requests, %d distinct keys, %d duplicates (all same key and id: %v), %d publish retries, %s",
+		len(w.events), kills, beforeStart, len(w.expected), d.requests, d.distinct, d.duplicates, len(d.mixed) == 0, pub.retries.Load(), time.Since(began).Round(time.Second))
+	if probs := d.problems(kills); len(probs) > 0 {
+		t.Errorf("delivery across %d kills:\n  %s", kills, strings.Join(probs, "\n  "))
+		t.Logf("last daemon log:\n%s", p.tail(40))
+	}
+}
