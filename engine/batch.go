@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -106,7 +105,7 @@ func (b *batch) journal(ctx context.Context, ev *event.Event, etype, ekey string
 	if !on {
 		return nil
 	}
-	data, _ := json.Marshal(ev.Data)
+	data, _ := event.AppendJSON(nil, ev.Data)
 	_, err := b.exec(ctx, `INSERT INTO journal (seq, at, etype, ekey, subject, msg_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data)
 	return err

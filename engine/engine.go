@@ -96,9 +96,11 @@ type Engine struct {
 	// currentCustomer is the customer key of the evaluation in progress,
 	// for contacted_within().
 	currentCustomer string
-	ttlCursor       map[string]string
-	expireEvery     time.Duration
-	lastExpire      time.Time
+	// needsCust caches ifNeedsCustomer per program of the rule set in force.
+	needsCust   map[*vm.Program]bool
+	ttlCursor   map[string]string
+	expireEvery time.Duration
+	lastExpire  time.Time
 }
 
 // New opens the engine on a store.
@@ -175,6 +177,7 @@ func (e *Engine) SetRules(s *rules.Set) {
 		ContactedWithin: e.contactedWithinFn,
 	})
 	e.env[rules.EnvMsg] = e.msgEnv
+	e.needsCust = nil
 	e.set.Store(s)
 }
 
@@ -443,6 +446,19 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 	}()
 	e.bindEnv(r, ent, ev, nil)
 	e.currentCustomer = ""
+	// A condition that does not read the customer is checked first: a
+	// rule that does not fire then costs one program run. (Rules with for:
+	// keep the full order, their decisions name the customer.)
+	early := r.If != nil && r.Notify.To != nil && r.For == 0 && !e.ifNeedsCustomer(r.If)
+	if early {
+		out, err := e.vm.Run(r.If, e.env)
+		if err != nil {
+			return false, nil, fmt.Errorf("if: %w", err)
+		}
+		if b, _ := out.(bool); !b {
+			return false, nil, nil
+		}
+	}
 	if r.Notify.To != nil {
 		v, err := e.vm.Run(r.Notify.To, e.env)
 		if err != nil {
@@ -459,7 +475,7 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 			cust = &entity{typ: rules.EnvCustomer}
 		}
 	}
-	if r.If == nil {
+	if r.If == nil || early {
 		return true, cust, nil
 	}
 	out, err := e.vm.Run(r.If, e.env)

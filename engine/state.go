@@ -123,7 +123,7 @@ func (e *Engine) flushEntities(ctx context.Context, b *batch) error {
 		if !en.dirty {
 			continue
 		}
-		raw, err := json.Marshal(en.state)
+		raw, err := event.AppendJSON(nil, en.state)
 		if err != nil {
 			return fmt.Errorf("save %s:%s: %w", en.typ, en.key, err)
 		}

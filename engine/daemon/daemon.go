@@ -54,6 +54,9 @@ type Options struct {
 	SampleEvery time.Duration
 	// OnCommit is passed to the engine (engine.Options.OnCommit).
 	OnCommit func(lastSeq uint64, events int)
+	// StoreBusyTimeout, when set, replaces the store's 10 s wait for a
+	// lock another connection holds (tests of a failing store).
+	StoreBusyTimeout time.Duration
 }
 
 // Daemon is a running proactived.
@@ -144,6 +147,11 @@ func New(o Options) (*Daemon, error) {
 	if err := httpapi.CheckListen(o.Config.HTTP.Addr, o.Config.HTTP.Token.Reveal()); err != nil {
 		return nil, err
 	}
+	if o.Config.NATS.URL == "" {
+		if err := natsembed.CheckListen(o.Config.NATS.Listen); err != nil {
+			return nil, err
+		}
+	}
 	return &Daemon{o: o, cfg: o.Config, log: o.Logger, runErr: make(chan error, 2), metrics: metrics.New()}, nil
 }
 
@@ -176,6 +184,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.st, err = store.Open(ctx, filepath.Join(cfg.Data, "proactived.db"))
 	if err != nil {
 		return err
+	}
+	if d.o.StoreBusyTimeout > 0 {
+		if err := d.st.SetBusyTimeout(ctx, d.o.StoreBusyTimeout); err != nil {
+			return err
+		}
 	}
 	timeouts := map[string]time.Duration{}
 	for n, ch := range cfg.Channels {

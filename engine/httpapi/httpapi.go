@@ -89,7 +89,7 @@ func New(o Options) http.Handler {
 
 func requireToken(token string, next http.Handler) http.Handler {
 	if token == "" {
-		return next
+		return loopbackHostOnly(next)
 	}
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -101,6 +101,36 @@ func requireToken(token string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHostOnly guards the token-less API (which CheckListen keeps on
+// loopback) against DNS rebinding: a web page whose name the attacker
+// points at 127.0.0.1 could otherwise read customer data from the
+// operator's browser. Browsers send that name in Host; only loopback
+// addresses and localhost are served.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			WriteError(w, http.StatusForbidden, errors.New("without http.token only requests to a loopback address or localhost are served"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names a loopback address or
+// localhost, with or without a port.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // WriteJSON writes v as indented JSON.

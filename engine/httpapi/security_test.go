@@ -94,18 +94,53 @@ func TestTokenGuardsEverythingButHealth(t *testing.T) {
 }
 
 // TestNoTokenOnLoopback: without a token (loopback only, see CheckListen)
-// the API is open, which is what the default 127.0.0.1 listener means.
+// the API answers requests addressed to a loopback address or localhost,
+// and refuses any other Host: a DNS-rebinding page in the operator's
+// browser cannot read it.
 func TestNoTokenOnLoopback(t *testing.T) {
 	srv := httptest.NewServer(New(Options{Extra: func(mux *http.ServeMux) {
 		mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "open") })
 	}}))
 	t.Cleanup(srv.Close)
-	resp, err := srv.Client().Get(srv.URL + "/api/v1/rules")
+	_, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
+	for host, want := range map[string]int{
+		"":                           http.StatusOK, // the listener's own address
+		"localhost:" + port:          http.StatusOK,
+		"LOCALHOST":                  http.StatusOK,
+		"127.0.0.1":                  http.StatusOK,
+		"[::1]:" + port:              http.StatusOK,
+		"attacker.example:" + port:   http.StatusForbidden,
+		"localhost.attacker.example": http.StatusForbidden,
+		"127.0.0.1.attacker.example": http.StatusForbidden,
+		"10.0.0.1:" + port:           http.StatusForbidden,
+		"[::ffff:10.0.0.1]:" + port:  http.StatusForbidden,
+	} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/rules", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == http.StatusForbidden && strings.Contains(string(b), "open")) {
+			t.Errorf("Host %q: %d %q, want %d", host, resp.StatusCode, b, want)
+		}
+	}
+	// Health answers whatever the Host (probes use the pod's address).
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/healthz", nil)
+	req.Host = "attacker.example"
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", resp.StatusCode)
+		t.Errorf("/healthz: %d", resp.StatusCode)
 	}
 }

@@ -55,6 +55,9 @@ func WriteText(w io.Writer, r *Report) error {
 		if rr.Why != "" {
 			ew.printf("  %-20s (%s)\n", "", rr.Why)
 		}
+		if rr.ControlInhibited > 0 {
+			ew.printf("  %-20s (%d held-out entities left out: an open support contact would have inhibited them, as it did in the notified arm)\n", "", rr.ControlInhibited)
+		}
 		if rr.OpenWindows > 0 {
 			ew.printf("  %-20s (%d of these fired less than %s ago: their contacts may still come)\n", "", rr.OpenWindows, r.Window)
 		}

@@ -126,6 +126,11 @@ type Rule struct {
 	VerdictCode     string   `json:"verdict_code"`
 	// Why explains a "not enough data yet".
 	Why string `json:"why,omitempty"`
+	// ControlInhibited counts held-out entities left out of the control
+	// arm because an open support contact would have inhibited their
+	// notification (as it did for treated entities, which are then in
+	// no arm either).
+	ControlInhibited int `json:"control_inhibited"`
 	// OpenWindows counts entities fired less than Window ago: their
 	// contacts may still come (equally in both arms, so the comparison
 	// stays fair, but the rates are not final).
@@ -259,8 +264,21 @@ func Compute(ctx context.Context, db *sql.DB, o Options) (*Report, error) {
 	}
 	for _, f := range fires {
 		var treated, control armCount
-		open := 0
+		open, excluded := 0, 0
 		for _, e := range f.entities {
+			if e.heldOut {
+				// Mirror the policy: a treated entity whose customer has
+				// an open contact at fire time is inhibited, never sent,
+				// and so in no arm; its held-out twin must not be either.
+				inh, err := openContactAt(ctx, db, e.customer, e.etype, e.ekey, e.at)
+				if err != nil {
+					return nil, err
+				}
+				if inh {
+					excluded++
+					continue
+				}
+			}
 			n := count(e.etype, e.ekey, e.customer, e.at)
 			arm := &treated
 			if e.heldOut {
@@ -277,6 +295,7 @@ func Compute(ctx context.Context, db *sql.DB, o Options) (*Report, error) {
 		}
 		r := compare(f.rule, treated, control)
 		r.OpenWindows = open
+		r.ControlInhibited = excluded
 		rep.Rules = append(rep.Rules, r)
 	}
 
@@ -431,6 +450,34 @@ func countIn(ts []int64, from, to int64) int {
 	i := sort.Search(len(ts), func(i int) bool { return ts[i] >= from })
 	j := sort.Search(len(ts), func(i int) bool { return ts[i] >= to })
 	return j - i
+}
+
+// openContactAt mirrors the engine's inhibition by an open contact: the
+// customer's latest contact about the entity, or about nothing in
+// particular, at or before t is still open.
+func openContactAt(ctx context.Context, db *sql.DB, customer, etype, ekey string, t int64) (bool, error) {
+	if customer == "" {
+		return false, nil
+	}
+	refs := [][2]string{{"", ""}}
+	if etype != "" {
+		refs = append(refs, [2]string{etype, ekey})
+	}
+	for _, ref := range refs {
+		var status string
+		err := db.QueryRowContext(ctx, `SELECT status FROM contacts WHERE customer = ? AND etype = ? AND ekey = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`,
+			customer, ref[0], ref[1], t).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("report: read contacts: %w", err)
+		}
+		if status == "opened" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // fire is an entity's first decision of a rule in the period.

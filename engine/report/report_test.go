@@ -184,6 +184,25 @@ func TestComputeCountsOnlyContactsInTheWindow(t *testing.T) {
 	}
 }
 
+// A held-out entity whose customer has an open contact at fire time would
+// have been inhibited had it been treated; it is left out of the control
+// arm as its treated twins are left out of the treated one.
+func TestControlMirrorsInhibitionByOpenContact(t *testing.T) {
+	d := newDB(t)
+	d.contact(t0.Add(-time.Hour), "c-1", "order", "o-1", "order_status", "opened", "a") // still open at the fire
+	d.contact(t0.Add(-time.Hour), "c-2", "", "", "order_status", "opened", "b")         // open, about nothing in particular
+	d.contact(t0.Add(-time.Hour), "c-3", "order", "o-3", "order_status", "opened", "c")
+	d.contact(t0.Add(-time.Minute), "c-3", "order", "o-3", "order_status", "closed", "c") // closed before the fire
+	d.contact(t0.Add(time.Hour), "c-4", "order", "o-4", "order_status", "opened", "d")    // after the fire: counts
+	for i := 1; i <= 4; i++ {
+		d.decision(t0, "late", fmt.Sprintf("o-%d", i), fmt.Sprintf("c-%d", i), "held_out", "live")
+	}
+	r := ruleOf(t, d.compute(report.Options{}), "late")
+	if r.Control.N != 2 || r.ControlInhibited != 2 || r.Control.Contacted != 1 {
+		t.Fatalf("control %+v, inhibited %d; want o-3 and o-4 in, o-4 contacted, two left out", r.Control, r.ControlInhibited)
+	}
+}
+
 func TestVerdicts(t *testing.T) {
 	d := newDB(t)
 	d.arms("good", 300, 30, 100, 30)   // 10% vs 30%

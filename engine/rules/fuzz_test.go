@@ -21,8 +21,10 @@ import (
 // panic, and every problem it reports is one "file:line:col: message" or
 // "file: message" line.
 func FuzzLoad(f *testing.F) {
+	// One file, rewritten for each input: a worker runs its inputs one at
+	// a time, and a directory per input costs more than the load.
+	path := filepath.Join(f.TempDir(), "rules.yaml")
 	f.Fuzz(func(t *testing.T, src []byte) {
-		path := filepath.Join(t.TempDir(), "rules.yaml")
 		if err := os.WriteFile(path, src, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -52,12 +54,12 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-// fuzzData is hostile template data: a string of bigLen bytes, a list of a
+// fuzzData is hostile template data: the long string big, a list of a
 // thousand references to it (kilobytes of memory, a gigabyte of text), the
 // number n to range over, maps nested depth deep, and the helpers of the
-// expression environment as func values.
-func fuzzData(bigLen uint32, n int64, depth byte) map[string]any {
-	big := strings.Repeat("x", int(min(bigLen, 2<<20)))
+// expression environment as func values. Each call builds new maps (big is
+// shared: strings are immutable).
+func fuzzData(big string, n int64, depth byte) map[string]any {
 	refs := make([]any, 1000)
 	for i := range refs {
 		refs[i] = big
@@ -83,7 +85,10 @@ func fuzzData(bigLen uint32, n int64, depth byte) map[string]any {
 // longer than MaxRenderedSize — a template that would print more, loop
 // more than MaxTemplateSteps times or call itself is an error instead.
 func FuzzTemplateRender(f *testing.F) {
-	f.Fuzz(func(t *testing.T, body, subject string, bigLen uint32, n int64, depth byte) {
+	// The long strings, made once: the fuzz engine picks a size.
+	sizes := []string{"", strings.Repeat("x", 1<<10), strings.Repeat("é", 40<<10), strings.Repeat("<&>", 1<<20)}
+	path := filepath.Join(f.TempDir(), "t.yaml") // see FuzzLoad
+	f.Fuzz(func(t *testing.T, body, subject string, size uint32, n int64, depth byte) {
 		doc := map[string]any{"templates": map[string]any{"t": map[string]any{
 			"en": map[string]any{"subject": subject, "body": body},
 			"ru": map[string]any{"body": body},
@@ -92,7 +97,6 @@ func FuzzTemplateRender(f *testing.F) {
 		if err != nil {
 			return // not representable in YAML
 		}
-		path := filepath.Join(t.TempDir(), "t.yaml")
 		if err := os.WriteFile(path, src, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +104,7 @@ func FuzzTemplateRender(f *testing.F) {
 		if err != nil {
 			return // a template that does not parse is reported, not rendered
 		}
-		data := fuzzData(bigLen, n, depth)
+		data := fuzzData(sizes[size%uint32(len(sizes))], n, depth)
 		for _, loc := range []string{"en", "ru"} {
 			r, err := set.Templates["t"].Render(loc, "en", data)
 			if err != nil {
@@ -124,6 +128,7 @@ func FuzzTemplateRender(f *testing.F) {
 // step may panic, and no expression builds a string over MaxExprString
 // (strings it reads from the data may be longer).
 func FuzzExpr(f *testing.F) {
+	big := strings.Repeat("x", 1<<20)
 	f.Fuzz(func(t *testing.T, src string) {
 		env := NewEnv([]string{"order", "customer"}, Funcs{
 			Now:             func() time.Time { return time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC) },
@@ -137,7 +142,7 @@ func FuzzExpr(f *testing.F) {
 				return
 			}
 		}
-		data := fuzzData(1<<20, 1<<40, 8)
+		data := fuzzData(big, 1<<40, 8)
 		for _, k := range []string{EnvEvent, EnvMsg, "order", EnvCustomer} {
 			env[k] = data[k]
 		}

@@ -106,7 +106,10 @@ type Notified func(orderID string, at time.Time) (bool, error)
 
 // Truth is what the simulated customers actually did.
 type Truth struct {
-	Orders, Customers, Cancelled, Delayed int
+	Orders, Customers, Cancelled int
+	// Delayed orders are late (a slipped ETA or a late dispatch); their
+	// customers decide whether to contact support.
+	Delayed int
 	// Delayed orders whose customer was told by the time they decided,
 	// and how many of each group contacted support about it.
 	Informed, ContactedInformed     int
@@ -141,10 +144,9 @@ type customer struct {
 
 // step kinds
 const (
-	kEvent   = iota // publish ev as is
-	kOrder          // create order n and schedule its life
-	kDecide         // a delayed customer decides whether to contact support
-	kDeliver        // delivered, unless cancelled
+	kEvent  = iota // publish ev as is
+	kOrder         // create order n and schedule its life
+	kDecide        // a delayed customer decides whether to contact support
 )
 
 type item struct {
@@ -160,6 +162,9 @@ type item struct {
 	draw    float64
 	channel string
 	closeIn time.Duration
+	// ids are the sequence numbers reserved for the contact's opening and
+	// closing, so later ids do not depend on whether it happens.
+	ids [2]int
 }
 
 // New prepares a simulation; nothing is generated until Next.
@@ -190,7 +195,12 @@ func New(cfg Config) *Sim {
 		if s.rng.Float64() < 0.6 {
 			data["push_token"] = fmt.Sprintf("pt-%s", id)
 		}
-		s.push(item{at: cfg.Start.Add(time.Duration(i) * time.Millisecond), kind: kEvent, ev: Event{Subject: SubjectCustomer, Data: data}})
+		if s.rng.Float64() < 0.02 {
+			data["opt_out"] = "all"
+		}
+		// Every customer is known before the first order (a minute in).
+		at := cfg.Start.Add(time.Duration(i) * time.Minute / time.Duration(cfg.Customers))
+		s.push(item{at: at, kind: kEvent, ev: Event{Subject: SubjectCustomer, Data: data}})
 	}
 	step := cfg.Span / time.Duration(max(cfg.Orders, 1))
 	for i := range cfg.Orders {
@@ -268,8 +278,6 @@ func (s *Sim) Next(notified Notified) (Event, bool, error) {
 			return s.emit(it), true, nil
 		case kOrder:
 			return s.createOrder(it), true, nil
-		case kDeliver:
-			return s.emit(it), true, nil
 		case kDecide:
 			if it.at.Before(s.lastAsk) {
 				return Event{}, false, errNotifiedBackwards
@@ -295,9 +303,8 @@ func (s *Sim) Next(notified Notified) (Event, bool, error) {
 				s.truth.ContactedUninformed++
 			}
 			open, closed := s.contactEvents(it.cust, it.order, "order_status", it.channel)
-			s.push(item{at: it.at.Add(it.closeIn), kind: kEvent, ev: closed})
-			s.seq++
-			return s.emit(item{at: it.at, seq: s.seq, ev: open}), true, nil
+			heap.Push(&s.q, item{at: it.at.Add(it.closeIn), seq: it.ids[1], kind: kEvent, ev: closed})
+			return s.emit(item{at: it.at, seq: it.ids[0], ev: open}), true, nil
 		}
 	}
 	return Event{}, false, nil
@@ -369,7 +376,9 @@ func (s *Sim) createOrder(it item) Event {
 	if delayed < s.cfg.DelayShare || lateDispatch < s.cfg.LateDispatchShare {
 		s.truth.Delayed++
 		eta = promised.Add(slip)
-		s.push(item{at: etaAt.Add(decideAfter), kind: kDecide, order: id, cust: c.id, draw: decide, channel: channel, closeIn: closeAfter})
+		s.seq += 2
+		s.push(item{at: etaAt.Add(decideAfter), kind: kDecide, order: id, cust: c.id, draw: decide, channel: channel, closeIn: closeAfter,
+			ids: [2]int{s.seq - 1, s.seq}})
 	} else if base < s.cfg.PBase {
 		at := dispatched.Add(time.Duration(baseAt * float64(eta.Sub(dispatched))))
 		open, closed := s.contactEvents(c.id, id, "order_status", channel)
@@ -377,7 +386,7 @@ func (s *Sim) createOrder(it item) Event {
 		s.push(item{at: at.Add(closeAfter), kind: kEvent, ev: closed})
 	}
 	s.push(item{at: etaAt, kind: kEvent, ev: Event{Subject: SubjectETA, Data: map[string]any{"order_id": id, "eta": eta.Format(time.RFC3339)}}})
-	s.push(item{at: eta.Add(-deliverEarly), kind: kDeliver, ev: Event{Subject: SubjectDelivered,
+	s.push(item{at: eta.Add(-deliverEarly), kind: kEvent, ev: Event{Subject: SubjectDelivered,
 		Data: map[string]any{"order_id": id, "status": "delivered", "delivered_at": eta.Add(-deliverEarly).Format(time.RFC3339)}}})
 	if other < s.cfg.POther {
 		at := t.Add(time.Duration(otherAt * float64(eta.Sub(t)+48*time.Hour)))
