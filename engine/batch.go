@@ -19,14 +19,24 @@ type batch struct {
 	err     error
 	touched []*entity
 	queued  int
+	// decisions and journal rows are written at commit (rowbuf.go).
+	decisions, journalRows rowBuffer
 }
+
+const (
+	decisionsTable = "decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)"
+	journalTable   = "journal (seq, at, etype, ekey, subject, msg_id, data)"
+)
 
 func (e *Engine) begin(ctx context.Context) (*batch, error) {
 	tx, err := e.st.W.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	e.cur = &batch{tx: tx}
+	e.cur = &batch{tx: tx,
+		decisions:   rowBuffer{table: decisionsTable, cols: 10},
+		journalRows: rowBuffer{table: journalTable, cols: 7},
+	}
 	return e.cur, nil
 }
 
@@ -40,6 +50,12 @@ func (e *Engine) rollback(b *batch) {
 func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if b.err != nil {
 		return b.err
+	}
+	if err := e.flushRows(ctx, b, &b.journalRows); err != nil {
+		return err
+	}
+	if err := e.flushRows(ctx, b, &b.decisions); err != nil {
+		return err
 	}
 	if err := e.flushEntities(ctx, b); err != nil {
 		return err
@@ -105,10 +121,12 @@ func (b *batch) journal(ctx context.Context, ev *event.Event, etype, ekey string
 	if !on {
 		return nil
 	}
-	data, _ := event.AppendJSON(nil, ev.Data)
-	_, err := b.exec(ctx, `INSERT INTO journal (seq, at, etype, ekey, subject, msg_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data)
-	return err
+	data, err := event.AppendJSON(nil, ev.Data)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	b.journalRows.add(ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data)
+	return nil
 }
 
 const (
@@ -174,6 +192,5 @@ func (e *Engine) decide(ctx context.Context, d decision) {
 	if e.cur == nil {
 		return
 	}
-	_, _ = e.cur.exec(ctx, `INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		store.Millis(e.now()), name, d.etype, d.ekey, d.customer, d.verdict, d.reason, d.notification, d.event, mode)
+	e.cur.decisions.add(store.Millis(e.now()), name, d.etype, d.ekey, d.customer, d.verdict, d.reason, d.notification, d.event, mode)
 }

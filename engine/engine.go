@@ -98,6 +98,7 @@ type Engine struct {
 	currentCustomer string
 	// needsCust caches ifNeedsCustomer per program of the rule set in force.
 	needsCust   map[*vm.Program]bool
+	inserts     map[insertKey]string // multi-row INSERT statements (rowbuf.go)
 	ttlCursor   map[string]string
 	expireEvery time.Duration
 	lastExpire  time.Time

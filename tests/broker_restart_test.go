@@ -3,14 +3,19 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/proactived/proactived/triggers/natsembed"
+	"github.com/proactived/proactived/triggers/natsembed/natstest"
 )
 
 // readyWatch polls /readyz and keeps every change of its answer.
@@ -180,11 +185,142 @@ func TestBrokerRestart(t *testing.T) {
 	if e.d.Engine().LastSeq() != uint64(len(w.events)) {
 		t.Errorf("engine committed up to %d, stream has %d events", e.d.Engine().LastSeq(), len(w.events))
 	}
+	checkStates(t, e, w)
 	d := checkDelivery(w.expected, sink)
 	t.Logf("RESULT broker restart: %d events, broker down %s, ready again %s after restart, readyz:%s; %d publish retries; %d expected, %d requests, %d duplicates; %s",
 		len(w.events), up.Sub(down).Round(100*time.Millisecond), back.Sub(up).Round(100*time.Millisecond), describe(changes, t0),
 		pub.retries.Load(), len(w.expected), d.requests, d.duplicates, time.Since(t0).Round(time.Second))
 	if probs := d.problems(-1); len(probs) > 0 {
 		t.Errorf("delivery across a broker restart:\n  %s", strings.Join(probs, "\n  "))
+	}
+}
+
+// tcpProxy forwards connections to a NATS server and can cut them all at
+// once, losing whatever was in flight: a network failure between the
+// daemon and a broker that stays up.
+type tcpProxy struct {
+	ln       net.Listener
+	upstream string
+	mu       sync.Mutex
+	conns    []net.Conn
+	// dropping: what the server sends is read and thrown away, as a
+	// network that loses packets before the connection is torn down.
+	dropping atomic.Bool
+}
+
+func newTCPProxy(t *testing.T, upstream string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, upstream: upstream}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := u.Read(buf)
+					if n > 0 && !p.dropping.Load() {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut(0)
+	})
+	return p
+}
+
+// cut loses what the server sends for a moment, then closes every
+// proxied connection, dropping unread data (RST).
+func (p *tcpProxy) cut(lose time.Duration) int {
+	p.dropping.Store(true)
+	time.Sleep(lose)
+	defer p.dropping.Store(false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+	n := len(p.conns) / 2
+	p.conns = nil
+	return n
+}
+
+// TestBrokerConnectionCuts cuts the daemon's connection to NATS again and
+// again while events flow (the broker stays up, so it counts whatever it
+// had sent as delivered, and some of it never arrives). The daemon must
+// notice what it missed and lose nothing.
+func TestBrokerConnectionCuts(t *testing.T) {
+	ns := natstest.Run(t)
+	proxy := newTCPProxy(t, strings.TrimPrefix(ns.URL, "nats://"))
+	sink := newKeySink(t)
+	e := startRobust(t, "nats://"+proxy.ln.Addr().String(), robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+	seed := seedFromEnv(t)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	w := genWorkload(4000, 100, seed)
+	pub := newPublisher(t, ns.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubDone := make(chan error, 1)
+	t0 := time.Now()
+	go func() { pubDone <- pub.run(ctx, w.events, 1500) }()
+	cuts := 0
+	for i := 0; i < 8; i++ {
+		time.Sleep(time.Duration(300+rng.IntN(900)) * time.Millisecond) // the scenario: cuts at random moments
+		n := proxy.cut(100 * time.Millisecond)
+		cuts++
+		total, _ := sink.counts()
+		t.Logf("cut %d at %+.1fs: %d connections; published %d/%d, delivered %d", cuts, time.Since(t0).Seconds(), n, pub.published.Load(), len(w.events), total)
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	waitFor(t, 90*time.Second, func() error {
+		if n := missing(w.expected, sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing; engine at %d of %d events", n, len(w.expected), e.d.Engine().LastSeq(), len(w.events))
+		}
+		st, err := outboxStatus(ctx, e.d.Store().R)
+		if err != nil {
+			return err
+		}
+		if n := waiting(st); n > 0 {
+			return fmt.Errorf("%d outbox rows to send: %v", n, st)
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, func() error { return e.d.Ready(ctx) })
+	checkStates(t, e, w)
+	d := checkDelivery(w.expected, sink)
+	t.Logf("RESULT connection cuts: %d events, %d cuts, %d expected, %d requests, %d duplicates, %d gap resets logged; %s",
+		len(w.events), cuts, len(w.expected), d.requests, d.duplicates, strings.Count(e.logs.String(), "missed deliveries"), time.Since(t0).Round(time.Second))
+	if probs := d.problems(-1); len(probs) > 0 {
+		t.Errorf("delivery across connection cuts:\n  %s", strings.Join(probs, "\n  "))
 	}
 }

@@ -89,6 +89,24 @@ intake: { max_wait: 5ms }
 `, primary+"/email", fallback+"/sms", attempts, backoff, maxBackoff)
 }
 
+// checkStates verifies that every order's state holds its final ETA and
+// its promise: no event of the workload was skipped.
+func checkStates(t *testing.T, e *env, w *workload) {
+	t.Helper()
+	bad := 0
+	for id, eta := range w.finalETA {
+		st, err := e.d.Engine().Entity(context.Background(), "order", id)
+		if err != nil || st["eta"] != eta || st["promised_at"] == nil {
+			if bad++; bad <= 5 {
+				t.Errorf("order %s: state %v (%v), want eta %s and a promise", id, st, err, eta)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d orders have a wrong state: events were lost", bad, len(w.finalETA))
+	}
+}
+
 // startRobust boots the daemon in-process over robustRules with cfgText,
 // against natsURL (a fresh test server when empty).
 func startRobust(t *testing.T, natsURL, cfgText string, opts ...func(*daemon.Options)) *env {
@@ -139,6 +157,9 @@ type workload struct {
 	events   []genEvent
 	expected map[string]bool
 	orders   int
+	// finalETA is each order's last ETA: what its state must hold when
+	// every event was applied.
+	finalETA map[string]string
 }
 
 // genWorkload makes customers, then orders: each is created, and about
@@ -149,7 +170,7 @@ type workload struct {
 // order even when it retries.
 func genWorkload(orders, customers int, seed uint64) *workload {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	w := &workload{expected: map[string]bool{}, orders: orders}
+	w := &workload{expected: map[string]bool{}, orders: orders, finalETA: map[string]string{}}
 	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	for c := 0; c < customers; c++ {
 		id := fmt.Sprintf("c-%04d", c)
@@ -169,6 +190,7 @@ func genWorkload(orders, customers int, seed uint64) *workload {
 		slots = append(slots, slot{i, 0, genEvent{Subject: "shop.orders.created", ID: "created-" + id,
 			Body: fmt.Appendf(nil, `{"order_id":%q,"customer_id":"c-%04d","promised_at":%q,"status":"paid","total":%d}`, id, i%customers, ts(promised), 1000+i%5000)}})
 		eta := func(n int, at time.Time) {
+			w.finalETA[id] = ts(at)
 			slots = append(slots, slot{i + n*lag, n, genEvent{Subject: "shop.shipments.eta", ID: fmt.Sprintf("eta%d-%s", n, id),
 				Body: fmt.Appendf(nil, `{"order_id":%q,"eta":%q,"carrier":"acme"}`, id, ts(at))}})
 		}

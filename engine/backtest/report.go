@@ -127,7 +127,7 @@ func (rep *Report) notes() []string {
 	}
 	if len(rep.Uncaptured) > 0 {
 		out = append(out, "warning: the stream does not capture "+strings.Join(rep.Uncaptured, ", ")+
-			", which the rules use: those events are not in the replay (the daemon adds them when it runs these rules)")
+			", which the rules use: those events cannot be replayed")
 	}
 	if rep.Reordered > 0 {
 		out = append(out, fmt.Sprintf("%d events carried a time before an earlier event's and were handled at the later time", rep.Reordered))

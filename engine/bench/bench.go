@@ -181,6 +181,8 @@ type runner struct {
 	cfg     *config.Config
 	d       *daemon.Daemon
 	commits commitLog
+	// pubErr is the first asynchronous publish error.
+	pubErr atomic.Value
 	firing  int
 	bytes   int64
 	sent    int
@@ -279,7 +281,10 @@ func (r *runner) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bench: connect: %w", err)
 	}
-	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			r.pubErr.CompareAndSwap(nil, err)
+		}))
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -364,7 +369,6 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 		p.at = make([]time.Time, 0, n)
 		p.fire = make([]bool, 0, n)
 	}
-	var pubErr atomic.Value
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if rate > 0 {
@@ -385,17 +389,10 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 			p.at = append(p.at, now)
 			p.fire = append(p.fire, ev.fires >= 0)
 		}
-		f, err := r.js.PublishAsync(ev.subject, ev.body)
-		if err != nil {
+		// A loaded machine may take a while to ack: wait rather than fail.
+		if _, err := r.js.PublishAsync(ev.subject, ev.body, jetstream.WithStallWait(time.Minute)); err != nil {
 			return nil, fmt.Errorf("bench: publish: %w", err)
 		}
-		go func() {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				pubErr.CompareAndSwap(nil, err)
-			}
-		}()
 		if i%20000 == 19999 && rate == 0 {
 			r.progress("published %d/%d", i+1, n)
 		}
@@ -407,7 +404,7 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if v := pubErr.Load(); v != nil {
+	if v := r.pubErr.Load(); v != nil {
 		return nil, fmt.Errorf("bench: publish: %w", v.(error))
 	}
 	info, err = r.js.Stream(ctx, r.cfg.NATS.Stream)

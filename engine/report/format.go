@@ -56,7 +56,7 @@ func WriteText(w io.Writer, r *Report) error {
 			ew.printf("  %-20s (%s)\n", "", rr.Why)
 		}
 		if rr.ControlInhibited > 0 {
-			ew.printf("  %-20s (%d held-out entities left out: an open support contact would have inhibited them, as it did in the notified arm)\n", "", rr.ControlInhibited)
+			ew.printf("  %-20s (%s left out: an open support contact would have inhibited them, as it did in the notified arm)\n", "", plural(rr.ControlInhibited, "held-out entity", "held-out entities"))
 		}
 		if rr.OpenWindows > 0 {
 			ew.printf("  %-20s (%d of these fired less than %s ago: their contacts may still come)\n", "", rr.OpenWindows, r.Window)
@@ -152,6 +152,13 @@ func num1(n Num) string {
 		return "–"
 	}
 	return fixed(float64(n), 1)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 // fixed formats with prec decimals, without a "-0" for tiny negatives.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/expr-lang/expr/vm"
@@ -218,6 +219,28 @@ func TestTemplateWorkIsBounded(t *testing.T) {
 			t.Fatalf("body = %q, %v", r.Body, err)
 		}
 	}
+}
+
+// TestStepCountingIsPerRender: concurrent renders of one template each get
+// the whole budget (the counting copies are pooled, one per render).
+func TestStepCountingIsPerRender(t *testing.T) {
+	tm := mkTemplate(t, "c", [2]string{"en", `{{ range .n }}{{ end }}{{ len .s }}`})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				n := MaxTemplateSteps - 1 // just within the budget
+				if (g+i)%3 == 0 {
+					n = MaxTemplateSteps + 1
+				}
+				_, err := tm.Render("en", "en", map[string]any{"n": n, "s": "abc"})
+				if over := n > MaxTemplateSteps; over != errors.Is(err, ErrTooManySteps) {
+					t.Errorf("range %d: %v", n, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestRecursiveTemplatesAreRefused(t *testing.T) {

@@ -30,7 +30,7 @@ var ErrOutputTooLarge = fmt.Errorf("output exceeds %d bytes", MaxRenderedSize)
 // every {{ template }} call is a step. Output is capped by MaxRenderedSize,
 // but a loop that prints nothing ({{ range 1000000000 }}{{ end }}, or a
 // range over a huge number from an event) would otherwise spin for minutes.
-const MaxTemplateSteps = 100_000
+const MaxTemplateSteps = 50_000
 
 // ErrTooManySteps is returned (wrapped) by Render when a render would take
 // more than MaxTemplateSteps steps.
@@ -76,8 +76,8 @@ func (t *Template) Render(locale, defaultLocale string, data map[string]any) (r 
 		}
 	}()
 	r.Locale = loc
-	steps := MaxTemplateSteps
-	for _, p := range []struct {
+	steps := MaxTemplateSteps // for the whole render, all parts
+	for i, p := range []struct {
 		name string
 		tm   *template.Template
 		out  *string
@@ -86,27 +86,50 @@ func (t *Template) Render(locale, defaultLocale string, data map[string]any) (r 
 		if p.tm == nil {
 			continue
 		}
-		tm := p.tm
-		if tm.Lookup(stepsMarker) != nil {
-			// A copy whose step function counts this render's steps; the
-			// parse trees are shared, so this is cheap.
-			if tm, err = tm.Clone(); err != nil {
-				return Rendered{}, fmt.Errorf("template %q: %s.%s: %w", t.Name, loc, p.name, err)
-			}
-			tm.Funcs(template.FuncMap{stepFunc: func() (string, error) {
-				if steps--; steps < 0 {
-					return "", ErrTooManySteps
-				}
-				return "", nil
-			}})
-		}
 		var w capWriter
-		if err := tm.Execute(&w, data); err != nil {
+		if p.tm.Lookup(stepsMarker) == nil {
+			err = p.tm.Execute(&w, data)
+		} else {
+			c, _ := lt.counted[i].Get().(*counted)
+			if c == nil {
+				c, err = newCounted(p.tm)
+			}
+			if err == nil {
+				c.left = steps
+				err = c.tm.Execute(&w, data)
+				steps = c.left
+				lt.counted[i].Put(c)
+			}
+		}
+		if err != nil {
 			return Rendered{}, fmt.Errorf("template %q: %s.%s: %w", t.Name, loc, p.name, err)
 		}
 		*p.out = w.b.String()
 	}
 	return r, nil
+}
+
+// counted is a copy of a template part whose step function counts down
+// left. A copy serves one render at a time (LocaleTemplate.counted).
+type counted struct {
+	tm   *template.Template
+	left int
+}
+
+func newCounted(tm *template.Template) (*counted, error) {
+	c := &counted{}
+	clone, err := tm.Clone() // the parse trees are shared
+	if err != nil {
+		return nil, err
+	}
+	clone.Funcs(template.FuncMap{stepFunc: func() (string, error) {
+		if c.left--; c.left < 0 {
+			return "", ErrTooManySteps
+		}
+		return "", nil
+	}})
+	c.tm = clone
+	return c, nil
 }
 
 // pick chooses the locale key to render; see Render.

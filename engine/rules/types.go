@@ -6,6 +6,7 @@ package rules
 
 import (
 	"fmt"
+	"sync"
 	"text/template"
 	"time"
 
@@ -205,6 +206,11 @@ type LocaleTemplate struct {
 	Subject *template.Template
 	Body    *template.Template
 	HTML    *template.Template
+
+	// counted holds, per part (subject, body, html), copies whose step
+	// function counts into their own counter (see Render): cloning per
+	// render would cost more than rendering.
+	counted [3]sync.Pool
 }
 
 // Rendered is a template's output for one notification.

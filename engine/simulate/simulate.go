@@ -14,9 +14,12 @@
 // should find is then exactly PUninformed − PInformed, and Truth says what
 // actually happened.
 //
-// Feed it into the engine directly on a virtual clock (EngineTarget, for
-// tests) or publish it to NATS (the demo), through Run and a Target or by
-// calling Next yourself.
+// Feed it through Run into a Target — EngineTarget runs the real engine
+// on a virtual clock (tests: days in seconds), NATSTarget publishes to a
+// running daemon's JetStream (the demo) — or call Next yourself.
+//
+//	sim := simulate.New(simulate.Config{Seed: 1, Orders: 500})
+//	err := sim.Run(ctx, &simulate.NATSTarget{JS: js, DB: db})
 package simulate
 
 import (
