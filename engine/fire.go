@@ -69,6 +69,9 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 		dedupKey = "followup/" + a.followupOf
 	} else if r.Dedup.Key != nil {
 		v, err := e.vm.Run(r.Dedup.Key, e.env)
+		if err == nil {
+			err = rules.CheckValue(v) // not a gigabyte when printed as a key
+		}
 		if err != nil {
 			d.verdict, d.reason = policy.VerdictError, "dedup.key: "+firstLine(err)
 			e.decide(ctx, d)
@@ -322,10 +325,14 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 	}
 	candRaw, _ := json.Marshal(cands)
 	docRaw, _ := json.Marshal(doc)
+	// Only a deferred notification is re-checked against its trigger
+	// (releaseDeferred); the others need not store the event again.
 	var trig []byte
-	if a.ev != nil {
+	switch {
+	case !deferred:
+	case a.ev != nil:
 		trig, _ = json.Marshal(trigger{Subject: a.ev.Subject, ID: a.ev.ID, Time: a.ev.Time, Data: a.ev.Data})
-	} else {
+	default:
 		trig, _ = json.Marshal(trigger{Cause: a.cause})
 	}
 	now := e.now()

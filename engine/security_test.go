@@ -50,7 +50,7 @@ templates:
 
 // TestVarsMustBeData: a var that is a function, or too large to travel in
 // the notification document, is an error decision, not a broken outbox
-// row.
+// row; so is a dedup key that would print as megabytes.
 func TestVarsMustBeData(t *testing.T) {
 	h := newHarness(t, `
 rules:
@@ -62,6 +62,11 @@ rules:
     on: orders.created
     entity: order
     notify: { to: order.customer_id, template: t, vars: { refs: "map(1..1000, event.note)" } }
+  - name: big-dedup-key
+    on: orders.created
+    entity: order
+    notify: { to: order.customer_id, template: t }
+    dedup: { key: "map(1..1000, event.note)" }
   - name: fine
     on: orders.created
     entity: order
@@ -76,6 +81,7 @@ templates:
 	eq(t, "errors", h.reasons("error"), []string{
 		"vars.f: value cannot be encoded as JSON: json: unsupported type: func() time.Time",
 		"vars.refs: value larger than 65536 bytes as JSON",
+		"dedup.key: value larger than 65536 bytes as JSON",
 	})
 	if s := h.sent(); len(s) != 1 || s[0].n.Rule != "fine" || s[0].n.Body != "n=10000" {
 		t.Fatalf("sent %+v", s)

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/proactived/proactived/engine/backtest"
@@ -87,7 +89,6 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		Conn: nc, Config: cfg, Rules: set, RulesDir: candidate, LiveRules: liveSet,
 		LiveDB: filepath.Join(cfg.Data, "proactived.db"),
 		Since:  now.Add(-sinceD), Until: end, Snapshot: *snapshot,
-		Logger: newLogger(cfg, stderr),
 	}
 	term := isTerminal(stderr)
 	if term {
@@ -103,6 +104,10 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "\r\033[Kreplaying %d / %d events (%.0f%%), %.0f events/s", p.Done, p.Total, pct, rate)
 		}
 	}
+	// On Ctrl-C the replay stops and still removes its scratch store and
+	// its consumer.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	rep, err := backtest.Run(ctx, opts)
 	if term {
 		fmt.Fprint(stderr, "\r\033[K")

@@ -78,6 +78,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdBacktest(ctx, args, stdout, stderr)
 	case "report":
 		return cmdReport(ctx, args, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proactived", version)
 		return 0

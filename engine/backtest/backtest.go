@@ -21,7 +21,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -69,7 +68,6 @@ type Options struct {
 	Progress func(Progress)
 	// TempDir holds the scratch store ("" = the system's temp dir).
 	TempDir string
-	Logger  *slog.Logger
 	// Now is the wall clock (tests); nil = time.Now.
 	Now func() time.Time
 	// MaxWait bounds the wait for the next message before the stream is
@@ -182,9 +180,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 30 * time.Second

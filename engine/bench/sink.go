@@ -17,9 +17,14 @@ type sink struct {
 	mu   sync.Mutex
 	keys map[string]int
 	reqs int
-	// first and last are the arrival times of the first request and of the
-	// latest request that brought a new notification.
-	first, last time.Time
+	// last is when the latest new notification arrived.
+	last time.Time
+	// gate holds every request until it is closed (open), so the outbox
+	// fills while the engine is measured and delivery is measured alone.
+	gate     chan struct{}
+	openOnce sync.Once
+	openedAt time.Time
+	atOpen   int // distinct notifications received before the gate opened
 }
 
 func startSink() (*sink, error) {
@@ -27,27 +32,50 @@ func startSink() (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: webhook sink: %w", err)
 	}
-	s := &sink{keys: map[string]int{}, url: "http://" + ln.Addr().String() + "/hook"}
+	s := &sink{keys: map[string]int{}, url: "http://" + ln.Addr().String() + "/hook", gate: make(chan struct{})}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.gate:
+	case <-r.Context().Done():
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the sender gave up while the gate was shut: not delivered
+	}
 	_, _ = io.Copy(io.Discard, r.Body)
 	key := r.Header.Get("Idempotency-Key")
 	now := time.Now()
 	s.mu.Lock()
 	s.reqs++
-	if s.first.IsZero() {
-		s.first = now
-	}
 	s.keys[key]++
 	if s.keys[key] == 1 {
 		s.last = now
 	}
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// open lets requests through from now on.
+func (s *sink) open() {
+	s.openOnce.Do(func() {
+		s.mu.Lock()
+		s.openedAt, s.atOpen = time.Now(), len(s.keys)
+		s.mu.Unlock()
+		close(s.gate)
+	})
+}
+
+// drained is the delivery since the gate opened: notifications and the
+// time from the opening to the last new one.
+func (s *sink) drained() (n int, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys) - s.atOpen, s.last.Sub(s.openedAt)
 }
 
 // count is the number of distinct notifications received.
@@ -57,13 +85,6 @@ func (s *sink) count() int {
 	return len(s.keys)
 }
 
-// window is the delivery window so far and the distinct count in it.
-func (s *sink) window() (first, last time.Time, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.first, s.last, len(s.keys)
-}
-
 // stats returns distinct notifications and repeated deliveries.
 func (s *sink) stats() (distinct, repeats int) {
 	s.mu.Lock()
@@ -71,4 +92,7 @@ func (s *sink) stats() (distinct, repeats int) {
 	return len(s.keys), s.reqs - len(s.keys)
 }
 
-func (s *sink) close() { _ = s.srv.Close() }
+func (s *sink) close() {
+	s.open()
+	_ = s.srv.Close()
+}

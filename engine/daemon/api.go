@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/proactived/proactived/engine/console"
 	"github.com/proactived/proactived/engine/httpapi"
 )
 
@@ -26,4 +27,17 @@ func (d *Daemon) registerAPI(mux *http.ServeMux) {
 		Logger: d.log,
 	}
 	v1.Register(mux)
+	// The ops console at / reads the same store through the same
+	// functions (engine/console).
+	con, err := console.New(console.Options{
+		DB: d.st.R, Rules: d.eng.Rules, Channels: d.cfg.ChannelNames(), Clock: d.o.Clock,
+		Logger: d.log.With("component", "console"),
+	})
+	if err != nil {
+		// Its templates are embedded and tested: this is a build defect,
+		// and the API stays up without the console.
+		d.log.Error("console disabled", "err", err)
+		return
+	}
+	con.Register(mux)
 }

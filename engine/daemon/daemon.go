@@ -99,7 +99,12 @@ func RuleOptions(cfg *config.Config) rules.Options {
 // BuildChannels constructs every configured channel. nc may be nil (check).
 func BuildChannels(cfg *config.Config, reg *notifiers.Registry, log *slog.Logger, nc *nats.Conn) (map[string]notifiers.Notifier, error) {
 	out := map[string]notifiers.Notifier{}
-	deps := notifiers.Deps{Logger: log, HTTPClient: &http.Client{Timeout: 30 * time.Second}, NATS: nc}
+	// One connection pool for every HTTP channel. The default transport
+	// keeps 2 idle connections per host while the dispatcher sends to one
+	// host from many workers: most requests opened a new connection.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	deps := notifiers.Deps{Logger: log, HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: tr}, NATS: nc}
 	var errs []error
 	for _, name := range cfg.ChannelNames() {
 		ch := cfg.Channels[name]

@@ -5,32 +5,61 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/policy"
 	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/notifiers"
 )
 
-// countingChannel counts accepted notifications and passes them on to
-// next (nil: accept).
-type countingChannel struct {
-	next  notifiers.Notifier
-	n     *atomic.Int64 // shared counter; nil = count
-	count atomic.Int64
+// recorder is what the channels of a compressed run saw: how many
+// notifications they accepted, and when each order's customer was first
+// told by an informing rule (on the virtual clock).
+type recorder struct {
+	mu         sync.Mutex
+	clock      clock.Clock
+	informedBy []string
+	told       map[string]time.Time
+	sent       int
 }
 
-func (c *countingChannel) Notify(ctx context.Context, n *notifiers.Notification) (bool, error) {
+func (r *recorder) toldBy(order string, at time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.told[order]
+	return ok && !t.After(at)
+}
+
+func (r *recorder) sentCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent
+}
+
+// recordingChannel records an accepted notification after passing it on
+// to next (nil: accept).
+type recordingChannel struct {
+	rec  *recorder
+	next notifiers.Notifier
+}
+
+func (c *recordingChannel) Notify(ctx context.Context, n *notifiers.Notification) (bool, error) {
 	if c.next != nil {
 		if retry, err := c.next.Notify(ctx, n); err != nil {
 			return retry, err
 		}
 	}
-	if c.n != nil {
-		c.n.Add(1)
-	} else {
-		c.count.Add(1)
+	r := c.rec
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent++
+	if n.Entity.Type == "order" && n.To.Customer != "" && (len(r.informedBy) == 0 || slices.Contains(r.informedBy, n.Rule)) {
+		if _, ok := r.told[n.Entity.Key]; !ok && r.clock != nil {
+			r.told[n.Entity.Key] = r.clock.Now()
+		}
 	}
 	return false, nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -235,5 +236,50 @@ func KeyString(v any) string {
 	case nil:
 		return ""
 	}
+	// A list or map (a dedup key of several fields) prints with fmt, but a
+	// huge one is no key: a list holding one long string a thousand times
+	// is small in memory and a gigabyte as text.
+	if !printsWithin(reflect.ValueOf(v), new(MaxKeyBytes)) {
+		return ""
+	}
 	return fmt.Sprint(v)
+}
+
+// MaxKeyBytes bounds a key KeyString prints from a list or map.
+const MaxKeyBytes = 4 << 10
+
+// printsWithin reports whether fmt prints v in at most *left bytes (an
+// upper bound), spending *left. Every value costs at least one byte, so the
+// walk ends within MaxKeyBytes steps whatever v is.
+func printsWithin(v reflect.Value, left *int) bool {
+	*left--
+	if *left < 0 {
+		return false
+	}
+	switch v.Kind() {
+	case reflect.String:
+		*left -= v.Len()
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if !printsWithin(v.Index(i), left) {
+				return false
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if !printsWithin(it.Key(), left) || !printsWithin(it.Value(), left) {
+				return false
+			}
+		}
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			return printsWithin(v.Elem(), left)
+		}
+		*left -= 5
+	case reflect.Struct:
+		*left -= 96 // time.Time; other structs are not event data
+	default:
+		*left -= 32 // numbers, booleans, <nil>
+	}
+	return *left >= 0
 }

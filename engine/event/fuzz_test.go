@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,5 +94,26 @@ func checkValues(t *testing.T, v any, depth int) {
 	case bool:
 	default:
 		t.Fatalf("decoded value of type %T (json.Number must be normalized)", v)
+	}
+}
+
+// TestKeyStringOfListsIsBounded: a list or map prints as a key, unless the
+// text would be huge.
+func TestKeyStringOfListsIsBounded(t *testing.T) {
+	if got := KeyString([]any{"o-1", 2, nil}); got != "[o-1 2 <nil>]" {
+		t.Errorf("small list: %q", got)
+	}
+	long := strings.Repeat("x", 1<<20)
+	refs := make([]any, 1000)
+	for i := range refs {
+		refs[i] = long
+	}
+	for _, v := range []any{refs, map[string]any{"a": refs}, []any{strings.Repeat("y", MaxKeyBytes)}} {
+		if got := KeyString(v); got != "" {
+			t.Errorf("huge key of %d bytes", len(got))
+		}
+	}
+	if got := KeyString(long); got != long {
+		t.Error("a string is its own key, however long")
 	}
 }

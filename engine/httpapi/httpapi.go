@@ -6,13 +6,16 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -87,19 +90,51 @@ func New(o Options) http.Handler {
 	return root
 }
 
+// TokenCookie is the cookie that lets a browser into the console when
+// http.token is set: opening any page once with ?token=TOKEN sets it
+// (HttpOnly, SameSite=Strict, for the browser session) and redirects to
+// the same page without the token. It holds a digest of the token, not
+// the token, so the browser never stores the API's bearer token.
+const TokenCookie = "proactived_session"
+
+// cookieValue is what TokenCookie holds for a token.
+func cookieValue(token string) string {
+	sum := sha256.Sum256([]byte("proactived console session\x00" + token))
+	return hex.EncodeToString(sum[:])
+}
+
 func requireToken(token string, next http.Handler) http.Handler {
 	if token == "" {
 		return loopbackHostOnly(next)
 	}
 	want := []byte("Bearer " + token)
+	wantCookie := []byte(cookieValue(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="proactived"`)
-			WriteError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+		if subtle.ConstantTimeCompare(got, want) == 1 {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if c, err := r.Cookie(TokenCookie); err == nil && subtle.ConstantTimeCompare([]byte(c.Value), wantCookie) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if q := r.URL.Query(); r.Method == http.MethodGet && q.Has("token") &&
+			subtle.ConstantTimeCompare([]byte(q.Get("token")), []byte(token)) == 1 {
+			http.SetCookie(w, &http.Cookie{Name: TokenCookie, Value: string(wantCookie), Path: "/",
+				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+			// The token leaves the address bar (and the history) at once.
+			q.Del("token")
+			path := r.URL.Path
+			if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+				path = "/" // never a redirect off this host
+			}
+			u := url.URL{Path: path, RawQuery: q.Encode()}
+			http.Redirect(w, r, u.String(), http.StatusSeeOther)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="proactived"`)
+		WriteError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token (in a browser: open the console once as /?token=TOKEN)"))
 	})
 }
 

@@ -67,7 +67,7 @@ func (s *sizer) value(v any, depth int) bool {
 	case float64, float32:
 		return s.spend(24)
 	case time.Time:
-		return s.spend(64)
+		return s.spend(96) // with a long zone name and the monotonic clock reading
 	case time.Duration:
 		return s.spend(32)
 	case []any:
@@ -132,7 +132,7 @@ func (s *sizer) reflect(v reflect.Value, depth int) bool {
 		return s.reflect(v.Elem(), depth)
 	case reflect.Struct:
 		if v.Type() == timeType {
-			return s.spend(64)
+			return s.spend(96) // with a long zone name and the monotonic clock reading
 		}
 		if !s.spend(2) {
 			return false

@@ -47,7 +47,7 @@ const missingFunc = "_str"
 // body and every defined template ({{ _step }}): it counts steps against
 // MaxTemplateSteps and prints nothing. stepsMarker is an empty associated
 // template whose presence says that a template has steps to count, so
-// Render pays for a per-render counter only when there are loops or calls.
+// Render uses a counting copy (see counted) only when there are loops or calls.
 const (
 	stepFunc    = "_step"
 	stepsMarker = "\x00steps"
