@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,28 +93,75 @@ func describe(changes []readyChange, t0 time.Time) string {
 }
 
 // TestBrokerRestart stops the NATS server for 10 s while events flow and
-// starts it again on the same port and storage. The daemon reconnects by
-// itself, /readyz answers 503 while the broker is away and 200 once it is
-// back, and every expected notification is delivered exactly once.
+// starts it again on the same port and storage — once shut down cleanly
+// (in-process server), once as a nats-server process killed with SIGKILL.
+// The daemon reconnects by itself, /readyz answers 503 while the broker is
+// away and 200 once it is back, and every expected notification is
+// delivered exactly once.
 func TestBrokerRestart(t *testing.T) {
-	const outage = 10 * time.Second
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	storeDir := t.TempDir()
-	var ns *server.Server
-	startNATS := func() {
-		t.Helper()
-		s, err := natsembed.Start(natsembed.Options{Listen: listen, StoreDir: storeDir})
-		if err != nil {
-			t.Fatalf("start nats on %s: %v", listen, err)
+	t.Run("shutdown", func(t *testing.T) {
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		storeDir := t.TempDir()
+		var ns *server.Server
+		start := func() {
+			t.Helper()
+			s, err := natsembed.Start(natsembed.Options{Listen: listen, StoreDir: storeDir})
+			if err != nil {
+				t.Fatalf("start nats on %s: %v", listen, err)
+			}
+			ns = s
 		}
-		ns = s
+		stop := func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+		start()
+		t.Cleanup(func() { stop() })
+		brokerRestart(t, listen, stop, start)
+	})
+	t.Run("sigkill", func(t *testing.T) {
+		bin := buildNATSServer(t)
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		host, port, _ := net.SplitHostPort(listen)
+		storeDir := t.TempDir()
+		var p *daemonProc
+		run := 0
+		start := func() {
+			t.Helper()
+			run++
+			p = startProc(t, bin, filepath.Join(storeDir, fmt.Sprintf("nats-%d.log", run)), "-a", host, "-p", port, "-js", "-sd", storeDir, "-n", "robust-nats")
+			waitFor(t, 20*time.Second, func() error {
+				c, err := net.DialTimeout("tcp", listen, time.Second)
+				if err != nil {
+					return err
+				}
+				return c.Close()
+			})
+		}
+		start()
+		brokerRestart(t, listen, func() { p.kill(t) }, start)
+	})
+}
+
+// buildNATSServer builds the nats-server command of the module this
+// project already depends on.
+func buildNATSServer(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("building nats-server needs the go tool: %v", err)
 	}
-	stopNATS := func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
 	}
-	startNATS()
-	t.Cleanup(func() { stopNATS() })
+	return bin
+}
+
+func brokerRestart(t *testing.T, listen string, stopNATS, startNATS func()) {
+	const outage = 10 * time.Second
 
 	sink := newKeySink(t)
 	e := startRobust(t, "nats://"+listen, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
@@ -187,9 +236,9 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	checkStates(t, e, w)
 	d := checkDelivery(w.expected, sink)
-	t.Logf("RESULT broker restart: %d events, broker down %s, ready again %s after restart, readyz:%s; %d publish retries; %d expected, %d requests, %d duplicates; %s",
-		len(w.events), up.Sub(down).Round(100*time.Millisecond), back.Sub(up).Round(100*time.Millisecond), describe(changes, t0),
-		pub.retries.Load(), len(w.expected), d.requests, d.duplicates, time.Since(t0).Round(time.Second))
+	t.Logf("RESULT broker restart (%s): %d events, broker down %s, ready again %s after restart, readyz:%s; %d publish retries, %d gap resets; %d expected, %d requests, %d duplicates; %s",
+		t.Name(), len(w.events), up.Sub(down).Round(100*time.Millisecond), back.Sub(up).Round(100*time.Millisecond), describe(changes, t0),
+		pub.retries.Load(), strings.Count(e.logs.String(), "missed deliveries"), len(w.expected), d.requests, d.duplicates, time.Since(t0).Round(time.Second))
 	if probs := d.problems(-1); len(probs) > 0 {
 		t.Errorf("delivery across a broker restart:\n  %s", strings.Join(probs, "\n  "))
 	}

@@ -33,7 +33,10 @@ verbs:
   explain --customer KEY   everything about one customer (--json for JSON)
   backtest --since DUR     replay retained events through a rule set in shadow
   report [--since DUR]     effectiveness: repeat contacts, notified vs held out
-  demo                     publish a realistic stream of shop events
+  demo [--rate N/s] [--duration D] [--seed S]
+                           publish a simulated shop to the running daemon
+  demo --embedded          ... to a daemon started in-process, with the console
+  demo --simulate 7d       a week of the shop through the engine in seconds, then the console
   bench [--rules N] [--events M] [--json]
                            measure this machine: raw JetStream vs the whole engine
   version                  print the version

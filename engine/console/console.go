@@ -35,9 +35,11 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/proactived/proactived/engine/clock"
+	"github.com/proactived/proactived/engine/report"
 	"github.com/proactived/proactived/engine/rules"
 )
 
@@ -62,7 +64,18 @@ type Console struct {
 	o      Options
 	pages  map[string]*template.Template
 	assets map[string]asset
+
+	// The front page's effectiveness summary is the report of the last 30
+	// days: the heaviest read of the console. Every open tab refreshes the
+	// page every few seconds, so it is computed at most every
+	// summaryTTL; the report page itself always computes afresh.
+	mu          sync.Mutex
+	summary     *report.Report
+	summaryTime time.Time
 }
+
+// summaryTTL bounds how stale the front page's report summary may be.
+const summaryTTL = 30 * time.Second
 
 type asset struct {
 	body        []byte
@@ -243,4 +256,21 @@ func query(r *http.Request, known ...string) (map[string]string, error) {
 		out[k] = strings.TrimSpace(vals[0])
 	}
 	return out, nil
+}
+
+// frontReport is the report of the last report.DefaultSince for the front
+// page, recomputed at most every summaryTTL.
+func (c *Console) frontReport(ctx context.Context) (*report.Report, error) {
+	now := c.o.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.summary != nil && now.Sub(c.summaryTime) < summaryTTL && !now.Before(c.summaryTime) {
+		return c.summary, nil
+	}
+	rep, err := report.Compute(ctx, c.o.DB, report.Options{Since: now.Add(-report.DefaultSince), Clock: c.o.Clock})
+	if err != nil {
+		return nil, err
+	}
+	c.summary, c.summaryTime = rep, now
+	return rep, nil
 }

@@ -430,3 +430,45 @@ func testSelfContained(t *testing.T, s *shop) {
 		t.Errorf("missing asset: %d", code)
 	}
 }
+
+// TestConsoleOnAnEmptyStore: a daemon that has seen nothing yet still
+// serves every page, saying there is nothing yet rather than failing.
+func TestConsoleOnAnEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := config.Load("../../proactived.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Rules = "../../rules.d"
+	set, err := daemon.LoadRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "proactived.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	con, err := console.New(console.Options{DB: st.R, Rules: func() *rules.Set { return set }, Channels: cfg.ChannelNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	con.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	s := &shop{srv: srv}
+	for path, want := range map[string]string{
+		"/":              "No rule with a holdout has fired",
+		"/notifications": "No notifications.",
+		"/report":        "No rule sent or held out a notification in this period.",
+		"/entity":        "type:key",
+	} {
+		if html := s.page(t, path); !strings.Contains(html, want) {
+			t.Errorf("%s lacks %q", path, want)
+		}
+	}
+	if html := s.page(t, "/"); !strings.Contains(html, `id="rule-delivery-delayed"`) || !strings.Contains(html, `data-label="Fired">0<`) {
+		t.Error("the rules are not listed with zero counters")
+	}
+}

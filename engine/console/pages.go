@@ -168,7 +168,7 @@ func (c *Console) rulesPage(w http.ResponseWriter, r *http.Request) {
 		d.Tiles.Delivered += row.Delivered
 		d.Rules = append(d.Rules, row)
 	}
-	rep, err := report.Compute(r.Context(), c.o.DB, report.Options{Since: now.Add(-report.DefaultSince), Clock: c.o.Clock})
+	rep, err := c.frontReport(r.Context())
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, err)
 		return

@@ -50,6 +50,9 @@ type Result struct {
 	// notifications the channels accepted.
 	Truth simulate.Truth
 	Sent  int
+	// Shop is the simulated shop with every default filled in (its
+	// planted contact probabilities, for one).
+	Shop simulate.Config
 	// Start and End bound the virtual time played; Took is the wall time.
 	Start, End time.Time
 	Took       time.Duration
@@ -104,7 +107,7 @@ func Compressed(ctx context.Context, o CompressedOptions) (*Result, error) {
 		if o.Progress == nil {
 			return
 		}
-		p := Progress{Elapsed: at.Sub(start), At: at, Events: res.Events, BySubject: res.BySubject}
+		p := Progress{Elapsed: at.Sub(start), At: at, Events: res.Events, BySubject: res.BySubject, Virtual: true}
 		if s := time.Since(began).Seconds(); s > 0 {
 			p.Rate = float64(res.Events) / s
 		}
@@ -160,7 +163,7 @@ func Compressed(ctx context.Context, o CompressedOptions) (*Result, error) {
 		return nil, err
 	}
 	report(end)
-	res.Truth = sim.sim.Truth()
+	res.Truth, res.Shop = sim.sim.Truth(), sim.sim.Config()
 	res.Sent = rec.sentCount()
 	res.End = drv.Clock.Now()
 	res.Took = time.Since(began)

@@ -131,6 +131,8 @@ type Progress struct {
 	// Verdicts are the engine's decisions so far (nil when the store
 	// cannot be read).
 	Verdicts map[string]int64
+	// Virtual marks a compressed run: Elapsed is shop time.
+	Virtual bool
 }
 
 // Subjects returns the subjects of BySubject in a stable order (the
@@ -156,7 +158,11 @@ func (p Progress) Subjects() []string {
 
 // String is a one-line progress report.
 func (p Progress) String() string {
-	s := fmt.Sprintf("%6s  %6d events (%.0f/s)", p.Elapsed.Round(time.Second), p.Events, p.Rate)
+	el := p.Elapsed.Round(time.Second).String()
+	if p.Virtual {
+		el = "+" + shopSpan(p.Elapsed)
+	}
+	s := fmt.Sprintf("%6s  %6d events (%.0f/s)", el, p.Events, p.Rate)
 	if !p.At.IsZero() {
 		s += "  shop time " + p.At.UTC().Format("Mon 02 Jan 15:04")
 	}
@@ -169,4 +175,16 @@ func (p Progress) String() string {
 		}
 	}
 	return s
+}
+
+// shopSpan prints shop time in days and hours ("2d", "1d12h", "5h").
+func shopSpan(d time.Duration) string {
+	days, hours := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+	switch {
+	case days == 0:
+		return fmt.Sprintf("%dh", hours)
+	case hours == 0:
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, hours)
 }

@@ -209,13 +209,17 @@ func finish(ctx context.Context, o LiveOptions, res *LiveResult, began time.Time
 }
 
 // LiveShop sizes the shop for a live run of rate events a second for d,
-// starting now: about one order per 3.5 events, created over a day of shop
-// time, so the run covers orders being placed, dispatched, delayed,
-// cancelled and asked about while delayed parcels are still on their way
-// when it ends (their delivery-delayed notices come after the rule's
-// 15-minute hold-down).
+// starting now: orders created over a day of shop time, about one for
+// every 1.8 events published, so the run ends as the day of orders does
+// and every part of it has orders being placed, dispatched, delayed,
+// cancelled, hit by stock-outs and asked about. Delayed parcels are still
+// on their way when it ends (their delivery-delayed notices come after
+// the rule's 15-minute hold-down). Six orders per customer in the day
+// give the frequency cap something to do.
 func LiveShop(seed uint64, now time.Time, rate float64, d time.Duration, prefix string) simulate.Config {
-	cfg := Shop(seed, now, 24*time.Hour, int(rate*d.Seconds()/3.5))
+	orders := max(int(rate*d.Seconds()/1.8), 10)
+	cfg := Shop(seed, now, 24*time.Hour, orders)
+	cfg.Customers = max(orders/6, 3)
 	cfg.Prefix = prefix
 	return cfg
 }

@@ -18,7 +18,9 @@ func TestConsoleCookie(t *testing.T) {
 	srv := httptest.NewServer(New(Options{
 		Token: token,
 		Extra: func(mux *http.ServeMux) {
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "the console "+r.URL.RequestURI()) })
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, "the console "+r.URL.RequestURI())
+			})
 		},
 	}))
 	t.Cleanup(srv.Close)

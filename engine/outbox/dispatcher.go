@@ -323,7 +323,9 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*row, error) {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	defer tx.Rollback()
-	q, err := tx.QueryContext(ctx, `SELECT id, rule, etype, ekey, customer, candidates, hop, attempts, doc FROM outbox
+	// outbox_claim is in claim order: without it SQLite sorts every due row
+	// (store.go).
+	q, err := tx.QueryContext(ctx, `SELECT id, rule, etype, ekey, customer, candidates, hop, attempts, doc FROM outbox INDEXED BY outbox_claim
 		WHERE status IN ('pending', 'retry', 'sending') AND next_at <= ? ORDER BY priority DESC, next_at LIMIT ?`, store.Millis(now), d.o.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)

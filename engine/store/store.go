@@ -130,6 +130,10 @@ var schema = []string{
 		recheck INTEGER NOT NULL DEFAULT 0,
 		created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, sent_at INTEGER NOT NULL DEFAULT 0)`,
 	`CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at)`,
+	// The dispatcher's claim order over live rows only: a claim reads the
+	// first due rows in this order instead of sorting every due row (which
+	// made draining a backlog of N notifications cost O(N) per claim).
+	`CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (priority DESC, next_at) WHERE status IN ('pending', 'retry', 'sending')`,
 	`CREATE INDEX IF NOT EXISTS outbox_entity ON outbox (rule, ekey, created_at)`,
 	`CREATE INDEX IF NOT EXISTS outbox_customer ON outbox (customer, created_at)`,
 	// Delivery attempts.

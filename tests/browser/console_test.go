@@ -49,20 +49,22 @@ import (
 
 const token = "console-e2e-token"
 
-// chromiumPath finds the browser: $CHROMIUM, then chromium on the PATH,
-// then Debian's /usr/bin/chromium.
+// chromiumPath finds the browser: $CHROMIUM when set (and then only it),
+// else chromium or chromium-browser on the PATH, else Debian's
+// /usr/bin/chromium.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, c := range []string{os.Getenv("CHROMIUM"), "chromium", "chromium-browser", "/usr/bin/chromium"} {
-		if c == "" {
-			continue
-		}
+	candidates := []string{"chromium", "chromium-browser", "/usr/bin/chromium"}
+	if env := os.Getenv("CHROMIUM"); env != "" {
+		candidates = []string{env}
+	}
+	for _, c := range candidates {
 		if p, err := exec.LookPath(c); err == nil {
 			return p
 		}
 	}
-	msg := "no chromium binary found ($CHROMIUM, chromium or chromium-browser on the PATH, /usr/bin/chromium): " +
-		"the console's browser test needs Debian's chromium package (apt-get install chromium)"
+	msg := fmt.Sprintf("no chromium binary found (looked for %s): the console's browser test needs Debian's chromium package (apt-get install chromium)",
+		strings.Join(candidates, ", "))
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s; CI=true, so a missing browser is a failure, not a skip", msg)
 	}

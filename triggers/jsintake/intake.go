@@ -252,7 +252,8 @@ func (in *Intake) Run(ctx context.Context) error {
 			batch = in.fill(ctx, sub.msgs, batch)
 		case <-tick.C:
 		}
-		batch, gap := sub.cut(batch)
+		var gap bool
+		batch, gap = sub.cut(batch)
 		if len(batch) > 0 {
 			for {
 				err := in.handle(ctx, batch)
