@@ -44,6 +44,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer stop()
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "proactived bench: interrupted by a signal; no figures")
+			return 1
+		}
 		fmt.Fprintln(stderr, "proactived bench:", err)
 		return 1
 	}

@@ -1,0 +1,118 @@
+package outbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/proactived/proactived/engine/policy"
+	"github.com/proactived/proactived/engine/store"
+	"github.com/proactived/proactived/notifiers"
+)
+
+// A crash between the sends and the record: the sends noted in the sent
+// log are recorded as delivered on start, not sent again; the leased row
+// whose send was not noted is due at once; a torn last line is ignored.
+func TestRecoverFromSentLog(t *testing.T) {
+	ch := &scripted{}
+	st, clk, _ := setup(t, map[string]notifiers.Notifier{"email": ch})
+	for _, id := range []string{"n1", "n2", "n3"} {
+		enqueue(t, st, id, policy.Candidate{Channel: "email", Address: "a@example.com"})
+	}
+	// The crashed run: all three claimed with a long lease, n1 and n2 sent.
+	lease := store.Millis(t0.Add(time.Hour))
+	if _, err := st.W.Exec(`UPDATE outbox SET status = 'sending', next_at = ?`, lease); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "outbox-sent.log")
+	l, left, err := openSentLog(logPath)
+	if err != nil || len(left) != 0 {
+		t.Fatalf("fresh log: %v %v", left, err)
+	}
+	for _, id := range []string{"n1", "n2"} {
+		if err := l.add(sentEntry{ID: id, Channel: "email", Attempt: 1, At: store.Millis(t0), Millis: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.close()
+	f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"id":"n3","chan`) // killed mid-write
+	f.Close()
+
+	d := New(Options{Store: st, Clock: clk, Channels: map[string]notifiers.Notifier{"email": ch},
+		Retry: Retry{Attempts: 3, Backoff: time.Minute, Timeout: time.Second}, SentLog: logPath})
+	ctx := context.Background()
+	if err := d.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"n1": "sent", "n2": "sent", "n3": "sending"} {
+		if s, _, _ := status(t, st, id); s != want {
+			t.Errorf("%s: %s after recovery, want %s", id, s, want)
+		}
+	}
+	var delivered int
+	st.W.QueryRow(`SELECT count(*) FROM decisions WHERE verdict = 'delivered'`).Scan(&delivered)
+	if delivered != 2 {
+		t.Errorf("%d delivered decisions, want 2", delivered)
+	}
+	if b, _ := os.ReadFile(logPath); len(b) != 0 {
+		t.Errorf("sent log not emptied: %q", b)
+	}
+	// n3 is due now, not in an hour, and is the only one sent.
+	if n, err := d.RunOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("RunOnce: %d %v", n, err)
+	}
+	if len(ch.calls) != 1 || ch.calls[0] != "r/n3@email:a@example.com" {
+		t.Errorf("sent %v, want only n3", ch.calls)
+	}
+	if s, _, _ := status(t, st, "n3"); s != "sent" {
+		t.Errorf("n3: %s", s)
+	}
+}
+
+// slow answers after a delay and tracks how many sends overlap.
+type slow struct {
+	delay         time.Duration
+	inflight, max atomic.Int32
+}
+
+func (s *slow) Notify(ctx context.Context, _ *notifiers.Notification) (bool, error) {
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	for {
+		m := s.max.Load()
+		if n <= m || s.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(s.delay)
+	return false, nil
+}
+
+// A fast channel gets one send at a time (a crash can repeat at most one
+// of its notifications); a slow one gets concurrent sends.
+func TestLanePacesByLatency(t *testing.T) {
+	for _, c := range []struct {
+		delay   time.Duration
+		atMost  int32
+		atLeast int32
+	}{{0, 1, 1}, {60 * time.Millisecond, 16, 4}} {
+		ch := &slow{delay: c.delay}
+		st, _, d := setup(t, map[string]notifiers.Notifier{"email": ch})
+		for i := 0; i < 40; i++ {
+			enqueue(t, st, string(rune('a'+i/26))+string(rune('a'+i%26)), policy.Candidate{Channel: "email"})
+		}
+		for n := 1; n > 0; {
+			var err error
+			if n, err = d.RunOnce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m := ch.max.Load(); m > c.atMost || m < c.atLeast {
+			t.Errorf("channel answering in %s: %d concurrent sends, want %d..%d", c.delay, m, c.atLeast, c.atMost)
+		}
+	}
+}
