@@ -429,14 +429,7 @@ func (rd *reader) next(ctx context.Context, rep *Report) (*event.Event, error) {
 			rep.Ignored++
 			continue
 		}
-		raw := event.Raw{Subject: m.Subject(), Body: m.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
-		if h := m.Headers(); h != nil {
-			raw.MsgID = h.Get(jetstream.MsgIDHeader)
-			// CloudEvents binary content mode, as triggers/jsintake reads it.
-			if v := h.Get("ce-specversion"); v != "" {
-				raw.CE = &event.CEHeaders{SpecVersion: v, ID: h.Get("ce-id"), Type: h.Get("ce-type"), Time: h.Get("ce-time"), Source: h.Get("ce-source")}
-			}
-		}
+		raw := jsintake.RawOf(m, md)
 		ev, rej := event.Decode(raw, cfg.Intake.MaxEventBytes)
 		if rej != nil {
 			rep.Rejected++

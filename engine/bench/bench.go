@@ -100,10 +100,15 @@ type Report struct {
 	OutboxRate   float64 `json:"notifications_written_per_sec"`
 	Expected     int     `json:"notifications_expected"`
 	Delivered    int     `json:"notifications_delivered"`
-	Duplicates   int     `json:"notifications_duplicate_deliveries"`
-	Unexpected   int     `json:"notifications_unexpected"`
-	DeliverRate  float64 `json:"notifications_delivered_per_sec"`
-	DeliverSecs  float64 `json:"delivery_seconds"`
+	// Duplicates are repeated deliveries of a notification (same
+	// idempotency key). The sink holds requests during the engine run; one
+	// released just as the daemon's 30 s HTTP client timeout expires is
+	// answered after the sender gave up, and sent again: at most the
+	// dispatcher's in-flight sends.
+	Duplicates  int     `json:"notifications_duplicate_deliveries"`
+	Unexpected  int     `json:"notifications_unexpected"`
+	DeliverRate float64 `json:"notifications_delivered_per_sec"`
+	DeliverSecs float64 `json:"delivery_seconds"`
 
 	Latency []Latency `json:"latency"`
 

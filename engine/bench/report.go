@@ -22,7 +22,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("firing events", "%d (%.0f%%)", r.FiringEvents, 100*float64(r.FiringEvents)/float64(max(1, r.Events+latencyEvents(r))))
 	p("outbox writes", "%d notifications, %.0f/s during the engine run", r.OutboxRows, r.OutboxRate)
 	p("webhook deliveries", "%.0f/s (draining the %d-notification outbox the backlog left, in %.1fs)", r.DeliverRate, r.OutboxRows, r.DeliverSecs)
-	p("notifications", "%d expected, %d delivered, %d repeated deliveries", r.Expected, r.Delivered, r.Duplicates)
+	p("notifications", "%d expected, %d delivered, %d repeated deliveries (same idempotency key)", r.Expected, r.Delivered, r.Duplicates)
 	for _, l := range r.Latency {
 		p("latency "+l.Name, "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms  at %.0f events/s (%d samples)",
 			l.P50ms, l.P95ms, l.P99ms, l.Maxms, l.Actual, l.Samples)

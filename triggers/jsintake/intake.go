@@ -473,14 +473,7 @@ func (in *Intake) handle(ctx context.Context, batch []jetstream.Msg) error {
 		if strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
 			continue
 		}
-		raw := event.Raw{Subject: m.Subject(), Body: m.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
-		if h := m.Headers(); h != nil {
-			raw.MsgID = h.Get(jetstream.MsgIDHeader)
-			// CloudEvents binary content mode (NATS protocol binding).
-			if v := h.Get("ce-specversion"); v != "" {
-				raw.CE = &event.CEHeaders{SpecVersion: v, ID: h.Get("ce-id"), Type: h.Get("ce-type"), Time: h.Get("ce-time"), Source: h.Get("ce-source")}
-			}
-		}
+		raw := RawOf(m, md)
 		p, rej := in.o.Handler.Accept(raw)
 		if rej != nil {
 			if err := in.deadLetter(ctx, m, rej); err != nil {
@@ -552,4 +545,18 @@ func (in *Intake) Pending(ctx context.Context) (uint64, error) {
 	}
 	in.o.Observer.Pending(info.NumPending)
 	return info.NumPending, nil
+}
+
+// RawOf is a stream message as the decoder takes it: body, stream position
+// and time, Nats-Msg-Id, and CloudEvents binary-mode (ce-*) headers.
+func RawOf(m jetstream.Msg, md *jetstream.MsgMetadata) event.Raw {
+	raw := event.Raw{Subject: m.Subject(), Body: m.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}
+	if h := m.Headers(); h != nil {
+		raw.MsgID = h.Get(jetstream.MsgIDHeader)
+		// CloudEvents binary content mode (NATS protocol binding).
+		if v := h.Get("ce-specversion"); v != "" {
+			raw.CE = &event.CEHeaders{SpecVersion: v, ID: h.Get("ce-id"), Type: h.Get("ce-type"), Time: h.Get("ce-time"), Source: h.Get("ce-source")}
+		}
+	}
+	return raw
 }
