@@ -299,11 +299,8 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	type cand struct {
-		ent *entity
-	}
 	var (
-		list []cand
+		list []*entity
 		last string
 		n    int
 	)
@@ -340,7 +337,7 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 			}
 		}
 		if ok {
-			list = append(list, cand{en})
+			list = append(list, en)
 		}
 	}
 	rows.Close()
@@ -353,10 +350,9 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 	}
 	done := n < fanoutPage
 	err = e.withTx(ctx, func() error {
-		for _, c := range list {
+		for _, ent := range list {
 			// Use the cached copy when there is one: it is the same data,
 			// and it keeps a single object per entity.
-			ent := c.ent
 			if cached := e.cache.get(cacheKey{ent.typ, ent.key}); cached != nil {
 				ent = cached
 			}

@@ -654,15 +654,6 @@ func (p *daemonProc) tail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// grepLog counts log lines of the process containing s.
-func grepLog(path, s string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), s)
-}
-
 // seedFromEnv is PROACTIVED_SEED if set (to replay a run), else random.
 func seedFromEnv(t *testing.T) uint64 {
 	t.Helper()

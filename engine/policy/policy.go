@@ -8,7 +8,6 @@ package policy
 
 import (
 	"hash/fnv"
-	"sort"
 	"strings"
 	"time"
 )
@@ -236,24 +235,4 @@ func ChooseLocale(customer map[string]any, def string) string {
 		return l
 	}
 	return def
-}
-
-// Location returns the customer's timezone, else def.
-func Location(customer map[string]any, def *time.Location) *time.Location {
-	if tz, ok := customer["timezone"].(string); ok && tz != "" {
-		if loc, err := time.LoadLocation(tz); err == nil {
-			return loc
-		}
-	}
-	return def
-}
-
-// SortedKeys is a helper for stable output.
-func SortedKeys(m map[string]ChannelInfo) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -183,14 +183,11 @@ func TestCap(t *testing.T) {
 	}
 }
 
-func TestChooseLocaleAndLocation(t *testing.T) {
+func TestChooseLocale(t *testing.T) {
 	if got := ChooseLocale(map[string]any{"locale": "ru-RU"}, "en"); got != "ru-RU" {
 		t.Errorf("locale %q", got)
 	}
 	if got := ChooseLocale(nil, "en"); got != "en" {
 		t.Errorf("default locale %q", got)
-	}
-	if got := Location(map[string]any{"timezone": "Nowhere/Land"}, time.UTC); got != time.UTC {
-		t.Errorf("bad timezone should fall back to the default, got %v", got)
 	}
 }
