@@ -17,6 +17,7 @@ import (
 	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/event"
 	"github.com/proactived/proactived/engine/outbox"
+	"github.com/proactived/proactived/engine/replay"
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/notifiers"
@@ -63,6 +64,7 @@ type harness struct {
 	st    *store.Store
 	eng   *engine.Engine
 	disp  *outbox.Dispatcher
+	drv   *replay.Driver
 	rec   *rec
 	seq   uint64
 	ctx   context.Context
@@ -136,13 +138,12 @@ func (h *harness) open() {
 	for name := range h.cfg.Channels {
 		chans[name] = recChan{h.rec, name}
 	}
-	h.eng, err = engine.New(h.ctx, engine.Options{Store: st, Clock: h.clk, Config: h.cfg, Rules: h.set})
+	// The same virtual-time driver as `proactived test` and backtest.
+	h.drv, err = replay.New(h.ctx, replay.Options{Store: st, Config: h.cfg, Rules: h.set, Channels: chans, Clock: h.clk})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	rc := h.cfg.Policy.Retry
-	h.disp = outbox.New(outbox.Options{Store: st, Clock: h.clk, Channels: chans,
-		Retry: outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: time.Second}})
+	h.eng, h.disp = h.drv.Engine, h.drv.Dispatcher
 	h.t.Cleanup(func() { _ = st.Close() })
 }
 
@@ -203,46 +204,16 @@ func copyMap(m map[string]any) map[string]any {
 
 func (h *harness) settle() {
 	h.t.Helper()
-	for i := 0; i < 10000; i++ {
-		more, err := h.eng.Tick(h.ctx)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		n, err := h.disp.RunOnce(h.ctx)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if !more && n == 0 {
-			return
-		}
+	if err := h.drv.Settle(h.ctx); err != nil {
+		h.t.Fatal(err)
 	}
-	h.t.Fatal("engine did not settle")
 }
 
 // advance moves the virtual clock by d, stopping at every due moment.
 func (h *harness) advance(d time.Duration) {
 	h.t.Helper()
-	end := h.clk.Now().Add(d)
-	for {
-		wake, err := h.eng.NextWake(h.ctx)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if wake.IsZero() || wake.After(end) || !wake.After(h.clk.Now()) {
-			if !wake.IsZero() && !wake.After(h.clk.Now()) {
-				h.settle()
-				wake2, _ := h.eng.NextWake(h.ctx)
-				if !wake2.IsZero() && !wake2.After(h.clk.Now()) {
-					h.clk.Set(h.clk.Now().Add(time.Second))
-				}
-				continue
-			}
-			h.clk.Set(end)
-			h.settle()
-			return
-		}
-		h.clk.Set(wake)
-		h.settle()
+	if err := h.drv.Run(h.ctx, replay.Slice(nil), h.clk.Now().Add(d)); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
