@@ -153,7 +153,7 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 			return nil
 		}
 		if preempt != "" {
-			if err := e.preempt(ctx, preempt, r.Name, why); err != nil {
+			if err := e.preempt(ctx, preempt, why); err != nil {
 				return err
 			}
 		}
@@ -347,12 +347,18 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 }
 
 func (e *Engine) supersede(ctx context.Context, id, why string) error {
-	if _, err := e.cur.exec(ctx, `UPDATE outbox SET status = 'superseded', last_error = ?, updated_at = ? WHERE id = ?`, why, store.Millis(e.now()), id); err != nil {
+	return e.dropQueued(ctx, id, policy.VerdictSuperseded, why)
+}
+
+// dropQueued ends a waiting notification with a verdict (its outbox
+// status is the verdict's name) and records the decision.
+func (e *Engine) dropQueued(ctx context.Context, id, verdict, why string) error {
+	if _, err := e.cur.exec(ctx, `UPDATE outbox SET status = ?, last_error = ?, updated_at = ? WHERE id = ?`, verdict, why, store.Millis(e.now()), id); err != nil {
 		return err
 	}
 	var rule, etype, ekey, cust string
 	if err := e.cur.tx.QueryRowContext(ctx, `SELECT rule, etype, ekey, customer FROM outbox WHERE id = ?`, id).Scan(&rule, &etype, &ekey, &cust); err == nil {
-		e.decide(ctx, decision{ruleName: rule, etype: etype, ekey: ekey, customer: cust, verdict: policy.VerdictSuperseded, reason: why, notification: id})
+		e.decide(ctx, decision{ruleName: rule, etype: etype, ekey: ekey, customer: cust, verdict: verdict, reason: why, notification: id})
 	}
 	return nil
 }
@@ -495,15 +501,8 @@ func (e *Engine) frequencyCap(ctx context.Context, r *rules.Rule, customer strin
 	return false, "", "", nil
 }
 
-func (e *Engine) preempt(ctx context.Context, id, by, why string) error {
-	if _, err := e.cur.exec(ctx, `UPDATE outbox SET status = 'capped', last_error = ?, updated_at = ? WHERE id = ?`, why, store.Millis(e.now()), id); err != nil {
-		return err
-	}
-	var rule, etype, ekey, cust string
-	if err := e.cur.tx.QueryRowContext(ctx, `SELECT rule, etype, ekey, customer FROM outbox WHERE id = ?`, id).Scan(&rule, &etype, &ekey, &cust); err == nil {
-		e.decide(ctx, decision{ruleName: rule, etype: etype, ekey: ekey, customer: cust, verdict: policy.VerdictCapped, reason: why, notification: id})
-	}
-	return nil
+func (e *Engine) preempt(ctx context.Context, id, why string) error {
+	return e.dropQueued(ctx, id, policy.VerdictCapped, why)
 }
 
 // History helpers for expressions. They read through the open transaction,
