@@ -230,35 +230,43 @@ func (e *Engine) prepare(ev *event.Event) (p *Prepared, rej *event.Rejection) {
 	}()
 	s := e.set.Load()
 	p = &Prepared{Ev: ev, set: s}
-	need := map[string]bool{}
-	for _, ent := range s.Index.Entities(ev.Subject) {
-		need[ent.Name] = true
-	}
-	// Rules may name an entity the subject does not feed: look it up by
-	// key without merging the event into it.
-	for _, r := range s.Index.Rules(ev.Subject) {
-		if _, ok := need[r.Entity]; !ok && r.Entity != "" {
-			need[r.Entity] = false
-		}
-	}
-	for _, r := range s.Index.Expecting(ev.Subject) {
-		if _, ok := need[r.Entity]; !ok && r.Entity != "" {
-			need[r.Entity] = false
-		}
-	}
-	for name, merge := range need {
-		ent := s.Entities[name]
+	// Entities the subject feeds come first (the event merges into them);
+	// then any entity a rule or an expectation names without being fed by
+	// the subject, looked up by key only. The lists are tiny, so a scan
+	// dedupes them without a map per event.
+	add := func(ent *rules.Entity, merge bool) *event.Rejection {
 		if ent == nil {
-			continue
+			return nil
+		}
+		for _, k := range p.keys {
+			if k.ent == ent {
+				return nil
+			}
 		}
 		key, err := e.entityKey(ent, ev)
 		if err != nil {
-			return nil, &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q key %s: %v", name, ent.KeySrc, err)}
+			return &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q key %s: %v", ent.Name, ent.KeySrc, err)}
 		}
 		if key == "" {
-			return nil, &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q needs key %s, which is missing or empty", name, ent.KeySrc)}
+			return &event.Rejection{Reason: event.ReasonMissingKey, Msg: fmt.Sprintf("entity %q needs key %s, which is missing or empty", ent.Name, ent.KeySrc)}
 		}
 		p.keys = append(p.keys, entityRef{ent: ent, key: key, merge: merge})
+		return nil
+	}
+	for _, ent := range s.Index.Entities(ev.Subject) {
+		if rej := add(ent, true); rej != nil {
+			return nil, rej
+		}
+	}
+	for _, r := range s.Index.Rules(ev.Subject) {
+		if rej := add(s.Entities[r.Entity], false); rej != nil {
+			return nil, rej
+		}
+	}
+	for _, r := range s.Index.Expecting(ev.Subject) {
+		if rej := add(s.Entities[r.Entity], false); rej != nil {
+			return nil, rej
+		}
 	}
 	return p, nil
 }
