@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/proactived/proactived/engine/event"
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 )
@@ -21,6 +20,11 @@ type batch struct {
 	queued  int
 	// decisions and journal rows are written at commit (rowbuf.go).
 	decisions, journalRows rowBuffer
+	// lastSeq is the consumer position this batch commits.
+	lastSeq uint64
+	// flushAll writes every queued entity change and journal row.
+	flushAll bool
+	wb       writeBack
 }
 
 const (
@@ -33,7 +37,7 @@ func (e *Engine) begin(ctx context.Context) (*batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	e.cur = &batch{tx: tx,
+	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
 		decisions:   rowBuffer{table: decisionsTable, cols: 10},
 		journalRows: rowBuffer{table: journalTable, cols: 7},
 	}
@@ -42,8 +46,7 @@ func (e *Engine) begin(ctx context.Context) (*batch, error) {
 
 func (e *Engine) rollback(b *batch) {
 	_ = b.tx.Rollback()
-	// Cached state may hold changes that were never written: forget it.
-	e.cache.reset()
+	e.rolledBack()
 	e.cur = nil
 }
 
@@ -51,21 +54,19 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
-	if err := e.flushRows(ctx, b, &b.journalRows); err != nil {
-		return err
-	}
 	if err := e.flushRows(ctx, b, &b.decisions); err != nil {
 		return err
 	}
-	if err := e.flushEntities(ctx, b); err != nil {
+	if err := e.flushState(ctx, b, b.flushAll); err != nil {
 		return err
+	}
+	if b.err != nil {
+		return b.err
 	}
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	for _, ent := range b.touched {
-		ent.dirty = false
-	}
+	e.committed(b)
 	e.cur = nil
 	if b.queued > 0 {
 		e.wake()
@@ -75,10 +76,21 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 
 // withTx runs fn in its own transaction (timers, schedules, fan-out pages).
 func (e *Engine) withTx(ctx context.Context, fn func() error) (err error) {
+	return e.withTxFlush(ctx, false, fn)
+}
+
+// withTxAll is withTx that also writes every queued entity change and
+// journal row.
+func (e *Engine) withTxAll(ctx context.Context, fn func() error) (err error) {
+	return e.withTxFlush(ctx, true, fn)
+}
+
+func (e *Engine) withTxFlush(ctx context.Context, all bool, fn func() error) (err error) {
 	b, err := e.begin(ctx)
 	if err != nil {
 		return err
 	}
+	b.flushAll = all
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("engine panic: %v", r)
@@ -108,25 +120,13 @@ func (b *batch) exec(ctx context.Context, q string, args ...any) (sql.Result, er
 	return res, err
 }
 
-func (b *batch) seen(ctx context.Context, id string, now time.Time) (bool, error) {
-	res, err := b.exec(ctx, `INSERT INTO seen_ids (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, store.Millis(now))
+func (b *batch) seen(ctx context.Context, id string, seq uint64, now time.Time) (bool, error) {
+	res, err := b.exec(ctx, `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, id, store.Millis(now), int64(seq))
 	if err != nil {
 		return false, err
 	}
 	n, _ := res.RowsAffected()
 	return n == 0, nil
-}
-
-func (b *batch) journal(ctx context.Context, ev *event.Event, etype, ekey string, on bool) error {
-	if !on {
-		return nil
-	}
-	data, err := event.AppendJSON(nil, ev.Data)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	b.journalRows.add(ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data)
-	return nil
 }
 
 const (

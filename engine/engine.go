@@ -12,11 +12,9 @@ package engine
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +100,14 @@ type Engine struct {
 	ttlCursor   map[string]string
 	expireEvery time.Duration
 	lastExpire  time.Time
+	// Write-back (writeback.go): entity changes and journal rows not yet
+	// written, oldest first; how far each is written; whether the events
+	// above those positions still have to be merged again after a restart.
+	dirtyQ               []dirtyRef
+	journalQ             []journalRow
+	stateSeq, journalSeq uint64
+	rebuildPending       bool
+	flushEvery           time.Duration
 }
 
 // New opens the engine on a store.
@@ -148,15 +154,10 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	e.msgEnv = map[string]any{"subject": "", "id": "", "time": time.Time{}}
 	e.keyEnv = map[string]any{rules.EnvEvent: map[string]any(nil), rules.EnvMsg: e.msgEnv}
+	e.flushEvery = o.Config.Intake.StateFlushEvery()
 	e.SetRules(o.Rules)
-	var v string
-	err = e.st.W.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'last_seq'`).Scan(&v)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, fmt.Errorf("engine: read consumer position: %w", err)
-	default:
-		e.lastSeq, _ = strconv.ParseUint(v, 10, 64)
+	if err := e.readMeta(ctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -192,11 +193,22 @@ func (e *Engine) LastSeq() uint64 {
 	return e.lastSeq
 }
 
-// ResetSeq forgets the consumer position (the stream was recreated).
+// ResetSeq forgets the consumer position (the stream was recreated). The
+// state in memory stays; it is written at the next commit, since the old
+// stream can no longer rebuild it.
 func (e *Engine) ResetSeq(seq uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.lastSeq = seq
+	for _, d := range e.dirtyQ {
+		if d.valid() {
+			d.en.dirtySeq = 0
+			e.track(d.en)
+		}
+	}
+	e.dirtyQ = e.dirtyQ[:0]
+	e.journalQ = nil
+	e.lastSeq, e.stateSeq, e.journalSeq = seq, seq, seq
+	e.rebuildPending = false
 }
 
 func (e *Engine) now() time.Time { return e.clk.Now() }
@@ -316,7 +328,7 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 			continue // redelivered after we committed it: no second effect
 		}
 		if ev.ExplicitID {
-			dup, err := b.seen(ctx, ev.ID, e.now())
+			dup, err := b.seen(ctx, ev.ID, ev.Seq, e.now())
 			if err != nil {
 				return err
 			}
@@ -339,15 +351,10 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 			maxSeq = ev.Seq
 		}
 	}
-	if maxSeq != e.lastSeq {
-		if _, err := b.tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, strconv.FormatUint(maxSeq, 10)); err != nil {
-			return fmt.Errorf("save consumer position: %w", err)
-		}
-	}
+	b.lastSeq = maxSeq
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}
-	e.lastSeq = maxSeq
 	if e.onCommit != nil {
 		e.onCommit(maxSeq, len(ps))
 	}
@@ -366,18 +373,8 @@ func (e *Engine) process(ctx context.Context, p *Prepared) error {
 			return err
 		}
 		if k.merge {
-			if ent.state == nil {
-				ent.state = make(map[string]any, len(ev.Data))
-			}
-			for f, v := range ev.Data {
-				ent.state[f] = v
-			}
-			ent.updated = now
-			if ent.created.IsZero() {
-				ent.created = now
-			}
-			ent.dirty = true
-			if err := e.cur.journal(ctx, ev, k.ent.Name, k.key, e.journalOn()); err != nil {
+			e.merge(ent, ev, now)
+			if err := e.queueJournal(ev, k.ent.Name, k.key); err != nil {
 				return err
 			}
 		}

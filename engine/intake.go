@@ -38,7 +38,9 @@ func (e *Engine) Commit(ctx context.Context, batch []any, upTo uint64) error {
 func (e *Engine) PutEntity(ctx context.Context, typ, key string, fields map[string]any) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.withTx(ctx, func() error {
+	// Everything queued is written with it: a rebuild after a crash must
+	// not merge older events over a change made here.
+	return e.withTxAll(ctx, func() error {
 		ent, err := e.load(ctx, typ, key)
 		if err != nil {
 			return err
@@ -54,7 +56,7 @@ func (e *Engine) PutEntity(ctx context.Context, typ, key string, fields map[stri
 			ent.created = now
 		}
 		ent.updated = now
-		ent.dirty = true
+		e.markDirty(ent, 0)
 		return nil
 	})
 }

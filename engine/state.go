@@ -20,6 +20,10 @@ type entity struct {
 	created  time.Time
 	updated  time.Time
 	dirty    bool
+	// dirtySeq is the stream sequence of the oldest event merged since the
+	// entity was last written (write-back, writeback.go); 0 while dirty
+	// means a change from outside the stream, written at the next commit.
+	dirtySeq uint64
 	inBatch  bool
 }
 
@@ -34,8 +38,9 @@ type cacheKey struct{ typ, key string }
 
 // entityCache keeps hot entities in memory, bounded: two generations, the
 // older dropped when the newer fills up — an LRU approximation with O(1)
-// work and no per-entry list. Dirty entries are written at every commit, so
-// dropping one never loses data.
+// work and no per-entry list. An entry whose changes are not written yet
+// (write-back) moves into the new generation instead of being dropped: the
+// cache is then the only copy of that state until the next flush.
 type entityCache struct {
 	cur, prev map[cacheKey]*entity
 	max       int
@@ -58,10 +63,24 @@ func (c *entityCache) get(k cacheKey) *entity {
 
 func (c *entityCache) put(k cacheKey, en *entity) {
 	if len(c.cur) >= c.max/2 {
+		next := make(map[cacheKey]*entity, c.max/2)
+		for k, en := range c.prev {
+			if en.dirty || en.inBatch {
+				next[k] = en
+			}
+		}
 		c.prev = c.cur
-		c.cur = make(map[cacheKey]*entity, c.max/2)
+		c.cur = next
 	}
 	c.cur[k] = en
+}
+
+// peek returns a cached entity without promoting it.
+func (c *entityCache) peek(k cacheKey) *entity {
+	if en, ok := c.cur[k]; ok {
+		return en
+	}
+	return c.prev[k]
 }
 
 func (c *entityCache) drop(k cacheKey) {
@@ -115,23 +134,14 @@ func (e *Engine) track(en *entity) {
 	}
 }
 
-// flushEntities writes every entity changed in the batch, once each,
-// however many events touched it.
-func (e *Engine) flushEntities(ctx context.Context, b *batch) error {
-	for _, en := range b.touched {
-		en.inBatch = false
-		if !en.dirty {
-			continue
-		}
-		raw, err := event.AppendJSON(nil, en.state)
-		if err != nil {
-			return fmt.Errorf("save %s:%s: %w", en.typ, en.key, err)
-		}
-		if _, err := b.exec(ctx, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (type, key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
-			en.typ, en.key, raw, store.Millis(en.created), store.Millis(en.updated)); err != nil {
-			return err
-		}
+// saveEntity writes one entity's state in b's transaction.
+func (e *Engine) saveEntity(ctx context.Context, b *batch, en *entity) error {
+	raw, err := event.AppendJSON(nil, en.state)
+	if err != nil {
+		return fmt.Errorf("save %s:%s: %w", en.typ, en.key, err)
 	}
-	return nil
+	_, err = b.exec(ctx, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (type, key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+		en.typ, en.key, raw, store.Millis(en.created), store.Millis(en.updated))
+	return err
 }

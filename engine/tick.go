@@ -50,6 +50,12 @@ func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("fan-out: %w", err)
 	}
 	more = more || f
+	if e.flushDue(now) {
+		// Events stopped (or come slowly): write what waited long enough.
+		if err := e.withTx(ctx, func() error { return nil }); err != nil {
+			return false, fmt.Errorf("write entity state: %w", err)
+		}
+	}
 	if e.expireEvery > 0 && now.Sub(e.lastExpire) < e.expireEvery {
 		return more, nil
 	}
@@ -237,6 +243,10 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 	if r == nil {
 		_, err := e.st.W.ExecContext(ctx, `DELETE FROM fanout WHERE id = ?`, id)
 		return true, err
+	}
+	// The page reads stored state: write what is still in memory first.
+	if err := e.flushAll(ctx); err != nil {
+		return false, err
 	}
 	var job fanoutJob
 	_ = json.Unmarshal(raw, &job)
@@ -489,6 +499,9 @@ func (e *Engine) expire(ctx context.Context, now time.Time) error {
 			n++
 			last = key
 			if u < cutoff {
+				if en := e.cache.peek(cacheKey{name, key}); en != nil && en.dirty {
+					continue // changed since it was written
+				}
 				old = append(old, key)
 			}
 		}

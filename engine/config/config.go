@@ -105,6 +105,20 @@ type Intake struct {
 	// Journal keeps a per-entity event journal for explain. It costs a
 	// row per event.
 	Journal *bool `yaml:"journal"`
+	// StateFlush is how long entity state and journal rows changed by
+	// stream events may stay in memory only before they are written to
+	// SQLite. The stream is the log: after a crash the daemon re-merges the
+	// retained events since the last write. Decisions, the outbox and
+	// timers are always committed before the ack. 0 writes every batch.
+	StateFlush *Duration `yaml:"state_flush"`
+}
+
+// StateFlushEvery is intake.state_flush with its default (1s).
+func (i Intake) StateFlushEvery() time.Duration {
+	if i.StateFlush == nil {
+		return time.Second
+	}
+	return i.StateFlush.D()
 }
 
 // Support says where support contacts arrive.
@@ -349,7 +363,7 @@ var cfgShape = shape{
 		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil},
 		"schedule_grace": nil,
 	},
-	"intake":  {"max_event_bytes": nil, "batch": nil, "max_wait": nil, "journal": nil},
+	"intake":  {"max_event_bytes": nil, "batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil},
 	"support": {"subject": nil},
 	"log":     {"level": nil, "format": nil},
 }
@@ -399,6 +413,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Intake.Batch <= 0 {
 		errs = append(errs, "intake.batch must be positive")
+	}
+	if c.Intake.StateFlushEvery() < 0 {
+		errs = append(errs, "intake.state_flush must not be negative")
 	}
 	if c.Policy.Retry.Attempts <= 0 {
 		errs = append(errs, "policy.retry.attempts must be at least 1")

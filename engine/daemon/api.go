@@ -18,6 +18,7 @@ func (d *Daemon) registerAPI(mux *http.ServeMux) {
 		Channels:  d.cfg.ChannelNames(),
 		PutEntity: d.eng.PutEntity,
 		Entity:    d.eng.Entity,
+		Flush:     d.eng.Flush,
 		Reload: func(ctx context.Context) (int, error) {
 			if err := d.Reload(ctx); err != nil {
 				return 0, err

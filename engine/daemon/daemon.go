@@ -387,6 +387,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 			errs = append(errs, errors.New("stop: timed out waiting for in-flight work"))
 		}
 	}
+	if d.eng != nil {
+		// A clean stop leaves nothing for a rebuild to do.
+		if err := d.eng.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("write entity state: %w", err))
+		}
+	}
 	if d.nc != nil {
 		_ = d.nc.Drain()
 		d.nc.Close()

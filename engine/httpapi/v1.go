@@ -41,6 +41,9 @@ type V1 struct {
 	PutEntity func(ctx context.Context, typ, key string, fields map[string]any) error
 	// Entity reads an entity's current state (engine.Entity).
 	Entity func(ctx context.Context, typ, key string) (map[string]any, error)
+	// Flush writes entity state and journal rows the engine still holds
+	// in memory (engine.Flush), so explain reads them; may be nil.
+	Flush func(ctx context.Context) error
 	// Reload recompiles the rules; on success it returns the number of
 	// rules in force, on failure an error wrapping a *rules.ErrorList when
 	// the rules do not compile.
@@ -174,6 +177,16 @@ func (q *query) oneOf(k string, allowed []string) string {
 	return s
 }
 
+func (v *V1) flush(ctx context.Context) error {
+	if v.Flush == nil {
+		return nil
+	}
+	if err := v.Flush(ctx); err != nil {
+		return fmt.Errorf("write entity state before reading it: %w", err)
+	}
+	return nil
+}
+
 func (v *V1) explainEntity(w http.ResponseWriter, r *http.Request) {
 	q := parseQuery(r, "limit")
 	lim := q.limit(explain.DefaultLimit)
@@ -182,6 +195,10 @@ func (v *V1) explainEntity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := explain.Ref{Type: r.PathValue("type"), Key: r.PathValue("key")}
+	if err := v.flush(r.Context()); err != nil {
+		v.fail(w, r, err)
+		return
+	}
 	tl, err := explain.Explain(r.Context(), v.DB, ref, explain.Options{Limit: lim})
 	if err != nil {
 		v.fail(w, r, err)
@@ -195,6 +212,10 @@ func (v *V1) explainCustomer(w http.ResponseWriter, r *http.Request) {
 	lim := q.limit(explain.DefaultLimit)
 	if q.err != nil {
 		v.fail(w, r, q.err)
+		return
+	}
+	if err := v.flush(r.Context()); err != nil {
+		v.fail(w, r, err)
 		return
 	}
 	tl, err := explain.Customer(r.Context(), v.DB, r.PathValue("key"), explain.Options{Limit: lim})

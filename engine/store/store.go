@@ -104,7 +104,7 @@ var schema = []string{
 	// Explicit event ids (Nats-Msg-Id, CloudEvents id) already processed.
 	// Ids derived from the stream sequence need no row: the consumer
 	// position in meta covers them.
-	`CREATE TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY, at INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
 	// Per-entity journal of received events, for explain.
 	`CREATE TABLE IF NOT EXISTS journal (
 		id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
@@ -170,6 +170,17 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	for _, stmt := range schema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("%.60s: %w", stmt, err)
+		}
+	}
+	// seen_ids.seq came with write-back: a rebuild must know which of two
+	// events with one id was the one merged.
+	var has int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('seen_ids') WHERE name = 'seq'`).Scan(&has); err != nil {
+		return fmt.Errorf("inspect seen_ids: %w", err)
+	}
+	if has == 0 {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE seen_ids ADD COLUMN seq INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("add seen_ids.seq: %w", err)
 		}
 	}
 	_, err := db.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('schema', ?) ON CONFLICT (k) DO NOTHING`, schemaVersion)

@@ -44,6 +44,17 @@ type Handler interface {
 	Tick(ctx context.Context) (more bool, err error)
 }
 
+// Rebuilder is a Handler that keeps state derived from the stream in memory
+// before writing it (the engine's write-back): at start and after a failed
+// commit it re-reads the retained events of a range.
+type Rebuilder interface {
+	// RebuildRange is the range (from, to] to read again; from >= to when
+	// there is nothing to do.
+	RebuildRange() (from, to uint64)
+	Rebuild(ctx context.Context, raw event.Raw) error
+	RebuildDone(ctx context.Context) error
+}
+
 // Options configure the intake.
 type Options struct {
 	Conn       *nats.Conn
@@ -228,6 +239,9 @@ func (in *Intake) Run(ctx context.Context) error {
 	if err := in.checkPosition(ctx); err != nil {
 		return err
 	}
+	if err := in.rebuild(ctx); err != nil {
+		return err
+	}
 	sub, err := in.subscribe(ctx)
 	if err != nil {
 		return err
@@ -275,6 +289,10 @@ func (in *Intake) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return nil
 				case <-time.After(backoff):
+				}
+				// The failed commit dropped the state it had in memory.
+				if err := in.rebuild(ctx); err != nil {
+					in.log.Error("rebuild entity state", "err", err)
 				}
 			}
 		}
@@ -515,6 +533,74 @@ func (in *Intake) deadLetter(ctx context.Context, m jetstream.Msg, rej *event.Re
 	}
 	in.o.Observer.DeadLettered(rej.Reason)
 	in.log.Warn("dead-lettered event", "subject", m.Subject(), "reason", rej.Reason, "err", rej.Msg)
+	return nil
+}
+
+// rebuild feeds the handler the retained events it must merge again.
+func (in *Intake) rebuild(ctx context.Context) error {
+	rb, ok := in.o.Handler.(Rebuilder)
+	if !ok {
+		return nil
+	}
+	from, to := rb.RebuildRange()
+	if from >= to {
+		return nil
+	}
+	began := time.Now()
+	info, err := in.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild: stream info: %w", err)
+	}
+	start := from + 1
+	if first := info.State.FirstSeq; first > start {
+		in.log.Error("entity state cannot be fully rebuilt: the stream no longer keeps the events it needs",
+			"stream", in.o.Stream, "need_from_seq", start, "stream_first_seq", first)
+		start = first
+	}
+	n := 0
+	if start <= to && info.State.Msgs > 0 {
+		cons, err := in.js.OrderedConsumer(ctx, in.o.Stream, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
+			InactiveThreshold: time.Minute, NamePrefix: "proactived-rebuild",
+		})
+		if err != nil {
+			return fmt.Errorf("rebuild: read stream %s: %w", in.o.Stream, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+		if err != nil {
+			return fmt.Errorf("rebuild: read stream %s: %w", in.o.Stream, err)
+		}
+		defer it.Stop()
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			m, err := it.Next(jetstream.NextContext(wctx))
+			cancel()
+			if err != nil {
+				return fmt.Errorf("rebuild: read stream %s after %d events: %w", in.o.Stream, n, err)
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			seq := md.Sequence.Stream
+			if seq > to {
+				break
+			}
+			if !strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
+				if err := rb.Rebuild(ctx, RawOf(m, md)); err != nil {
+					return err
+				}
+				n++
+			}
+			if seq >= to || md.NumPending == 0 {
+				break
+			}
+		}
+	}
+	if err := rb.RebuildDone(ctx); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	in.log.Info("rebuilt entity state from the stream", "events", n, "from_seq", start, "to_seq", to, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -1,0 +1,369 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/proactived/proactived/engine/event"
+	"github.com/proactived/proactived/engine/store"
+)
+
+// Write-back of entity state and the journal.
+//
+// Both are derived from the stream alone: an entity is the shallow merge of
+// the events that touched it, a journal row is one of those events. So they
+// need not reach SQLite inside the batch that acks their events. The stream
+// is the log: a change stays in memory for up to intake.state_flush (one
+// write then covers every event that touched the entity meanwhile, instead
+// of one write per batch), and meta records how far each is written
+// (state_seq, journal_seq). After a crash the intake re-reads the retained
+// events above those positions and Rebuild merges them again; re-merging an
+// event the stored state already holds is harmless, because the last event
+// to set a field wins either way.
+//
+// Decisions, the outbox, dedup marks and timers are not derived from the
+// stream alone (they depend on the clock and on what was sent), so they are
+// still committed before the ack.
+
+// dirtyRef is an entity in the write-back queue, as it was when queued.
+type dirtyRef struct {
+	en  *entity
+	seq uint64
+	at  time.Time
+}
+
+// valid says the entity still waits for the write that queued it.
+func (d dirtyRef) valid() bool { return d.en.dirty && d.en.dirtySeq == d.seq }
+
+// journalRow is one event merged into one entity, waiting to be written.
+type journalRow struct {
+	seq  uint64
+	at   time.Time // when it was queued
+	vals [7]any
+}
+
+// markDirty records a change to an entity by the event at seq (0: from
+// outside the stream).
+func (e *Engine) markDirty(en *entity, seq uint64) {
+	if en.dirty && (en.dirtySeq != 0 || seq == 0) {
+		return // already waiting for a write that will carry this change
+	}
+	en.dirty = true
+	en.dirtySeq = seq
+	if seq != 0 {
+		e.dirtyQ = append(e.dirtyQ, dirtyRef{en: en, seq: seq, at: e.now()})
+	}
+}
+
+// writeBack is what one commit writes of the queues; applied after the
+// transaction commits, forgotten if it rolls back.
+type writeBack struct {
+	entities []*entity
+	dirtyN   int // dirtyQ entries consumed
+	journalN int // journal rows written
+	stateSeq, journalSeq uint64
+}
+
+// flushState writes, in b's transaction, every entity changed from outside
+// the stream and whatever of the queues is older than intake.state_flush
+// (everything when all is set), and moves state_seq / journal_seq.
+func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
+	wb := &b.wb
+	for _, en := range b.touched {
+		en.inBatch = false
+		if en.dirty && en.dirtySeq == 0 {
+			if err := e.saveEntity(ctx, b, en); err != nil {
+				return err
+			}
+			wb.entities = append(wb.entities, en)
+		}
+	}
+	cutoff := e.now().Add(-e.flushEvery)
+	due := func(at time.Time, backlog int) bool {
+		return all || e.flushEvery <= 0 || !at.After(cutoff) || backlog > maxDirty
+	}
+	for wb.dirtyN < len(e.dirtyQ) {
+		d := e.dirtyQ[wb.dirtyN]
+		if d.valid() {
+			if !due(d.at, len(e.dirtyQ)-wb.dirtyN) {
+				break
+			}
+			if err := e.saveEntity(ctx, b, d.en); err != nil {
+				return err
+			}
+			wb.entities = append(wb.entities, d.en)
+			d.en.dirtySeq = 0 // written; set again if an event changes it before the commit
+		}
+		wb.dirtyN++
+	}
+	if e.journalOn() {
+		n := 0
+		for n < len(e.journalQ) && due(e.journalQ[n].at, len(e.journalQ)-n) {
+			// Whole events only: their rows share a queue time, so this
+			// only splits an event when the backlog bound cuts it.
+			n++
+		}
+		for n > 0 && n < len(e.journalQ) && e.journalQ[n].seq == e.journalQ[n-1].seq {
+			n++
+		}
+		for _, jr := range e.journalQ[:n] {
+			b.journalRows.add(jr.vals[:]...)
+		}
+		wb.journalN = n
+		if err := e.flushRows(ctx, b, &b.journalRows); err != nil {
+			return err
+		}
+	}
+	wb.stateSeq, wb.journalSeq = b.lastSeq, b.lastSeq
+	for _, d := range e.dirtyQ[wb.dirtyN:] {
+		if d.en.dirty && d.en.dirtySeq == d.seq {
+			wb.stateSeq = d.seq - 1
+			break
+		}
+	}
+	if wb.journalN < len(e.journalQ) {
+		wb.journalSeq = e.journalQ[wb.journalN].seq - 1
+	}
+	if e.rebuildPending {
+		// Rebuild has not re-merged the events above the stored positions
+		// yet: they stay where they are.
+		wb.stateSeq, wb.journalSeq = e.stateSeq, e.journalSeq
+	}
+	return e.saveMeta(ctx, b)
+}
+
+// flushDue says a queued change waited intake.state_flush.
+func (e *Engine) flushDue(now time.Time) bool {
+	cutoff := now.Add(-e.flushEvery)
+	for _, d := range e.dirtyQ {
+		if d.valid() {
+			if !d.at.After(cutoff) {
+				return true
+			}
+			break
+		}
+	}
+	return len(e.journalQ) > 0 && !e.journalQ[0].at.After(cutoff)
+}
+
+// maxDirty bounds the write-back queues: beyond it the oldest entries are
+// written at once, so memory stays bounded under any load.
+const maxDirty = 50_000
+
+// saveMeta writes the consumer position and the write-back positions.
+func (e *Engine) saveMeta(ctx context.Context, b *batch) error {
+	wb := &b.wb
+	if b.lastSeq == e.lastSeq && wb.stateSeq == e.stateSeq && wb.journalSeq == e.journalSeq {
+		return nil
+	}
+	_, err := b.tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?), ('state_seq', ?), ('journal_seq', ?)
+		ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
+		strconv.FormatUint(b.lastSeq, 10), strconv.FormatUint(wb.stateSeq, 10), strconv.FormatUint(wb.journalSeq, 10))
+	if err != nil {
+		return fmt.Errorf("save consumer position: %w", err)
+	}
+	return nil
+}
+
+// committed applies a committed write-back to the queues.
+func (e *Engine) committed(b *batch) {
+	wb := &b.wb
+	for _, en := range wb.entities {
+		if en.dirtySeq == 0 { // not changed again since it was written
+			en.dirty = false
+		}
+	}
+	e.dirtyQ = compact(e.dirtyQ, wb.dirtyN)
+	e.journalQ = compact(e.journalQ, wb.journalN)
+	e.lastSeq, e.stateSeq, e.journalSeq = b.lastSeq, wb.stateSeq, wb.journalSeq
+}
+
+// compact drops the first n entries, reusing the array once the live part
+// is small.
+func compact[T any](q []T, n int) []T {
+	if n == 0 {
+		return q
+	}
+	if n == len(q) {
+		clear(q)
+		return q[:0]
+	}
+	rest := q[n:]
+	if len(rest) < cap(q)/4 {
+		moved := copy(q, rest)
+		clear(q[moved:])
+		return q[:moved]
+	}
+	return rest
+}
+
+// rolledBack forgets what the failed batch changed in memory. Entity state
+// changed by earlier, committed batches may be unwritten too, so the cache
+// is dropped and the events above the stored positions are merged again
+// (Rebuild) before the next batch.
+func (e *Engine) rolledBack() {
+	e.cache.reset()
+	clear(e.dirtyQ)
+	e.dirtyQ = e.dirtyQ[:0]
+	e.journalQ = nil
+	if min(e.stateSeq, e.journalSeq) < e.lastSeq {
+		e.rebuildPending = true
+	}
+}
+
+// Flush writes every entity change and journal row still in memory (at
+// shutdown, before a fan-out scans stored state, when the API reads).
+func (e *Engine) Flush(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.flushAll(ctx)
+}
+
+func (e *Engine) flushAll(ctx context.Context) error {
+	if len(e.dirtyQ) == 0 && len(e.journalQ) == 0 {
+		return nil
+	}
+	return e.withTxAll(ctx, func() error { return nil })
+}
+
+// readMeta loads the consumer and write-back positions.
+func (e *Engine) readMeta(ctx context.Context) error {
+	get := func(k string) (uint64, bool, error) {
+		var v string
+		err := e.st.W.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = ?`, k).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("engine: read %s: %w", k, err)
+		}
+		n, _ := strconv.ParseUint(v, 10, 64)
+		return n, true, nil
+	}
+	var err error
+	if e.lastSeq, _, err = get("last_seq"); err != nil {
+		return err
+	}
+	var ok bool
+	// A store written before write-back has everything written.
+	if e.stateSeq, ok, err = get("state_seq"); err != nil {
+		return err
+	} else if !ok {
+		e.stateSeq = e.lastSeq
+	}
+	if e.journalSeq, ok, err = get("journal_seq"); err != nil {
+		return err
+	} else if !ok {
+		e.journalSeq = e.lastSeq
+	}
+	e.rebuildPending = min(e.stateSeq, e.journalSeq) < e.lastSeq
+	return nil
+}
+
+// RebuildRange is the stream range (from, to] whose events must be merged
+// again into entity state and the journal before intake resumes; from ==
+// to when there is none. The intake reads it at start and after a failed
+// commit.
+func (e *Engine) RebuildRange() (from, to uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.rebuildPending {
+		return e.lastSeq, e.lastSeq
+	}
+	return min(e.stateSeq, e.journalSeq), e.lastSeq
+}
+
+// Rebuild merges one retained event again: into entity state if its
+// sequence is above state_seq, into the journal if above journal_seq. It
+// evaluates no rule and records nothing else: the decisions of these
+// events are already committed.
+func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.rebuildPending || raw.Seq > e.lastSeq || raw.Seq <= min(e.stateSeq, e.journalSeq) {
+		return nil
+	}
+	ev, rej := event.Decode(raw, e.cfg.Intake.MaxEventBytes)
+	if rej != nil {
+		return nil // it was dead-lettered
+	}
+	if ev.ExplicitID {
+		// A repeat of an id seen at another sequence was skipped.
+		var seq int64
+		err := e.st.W.QueryRowContext(ctx, `SELECT seq FROM seen_ids WHERE id = ?`, ev.ID).Scan(&seq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		if err == nil && seq != 0 && uint64(seq) != ev.Seq {
+			return nil
+		}
+	}
+	p, rej := e.prepare(ev)
+	if rej != nil {
+		return nil
+	}
+	for _, k := range p.keys {
+		if !k.merge {
+			continue
+		}
+		if ev.Seq > e.stateSeq {
+			en, err := e.load(ctx, k.ent.Name, k.key)
+			if err != nil {
+				return fmt.Errorf("rebuild: %w", err)
+			}
+			e.merge(en, ev, ev.Time)
+		}
+		if ev.Seq > e.journalSeq {
+			if err := e.queueJournal(ev, k.ent.Name, k.key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RebuildDone ends a rebuild: positions move again from the next commit.
+func (e *Engine) RebuildDone(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rebuildPending = false
+	return e.flushAll(ctx)
+}
+
+// merge applies an event's fields to an entity's state.
+func (e *Engine) merge(en *entity, ev *event.Event, now time.Time) {
+	if en.state == nil {
+		en.state = make(map[string]any, len(ev.Data))
+	}
+	for f, v := range ev.Data {
+		en.state[f] = v
+	}
+	en.updated = now
+	if en.created.IsZero() {
+		en.created = now
+	}
+	e.markDirty(en, ev.Seq)
+}
+
+// queueJournal queues the journal row of an event merged into an entity
+// (or, for an event from outside the stream, writes it with the batch).
+func (e *Engine) queueJournal(ev *event.Event, etype, ekey string) error {
+	if !e.journalOn() {
+		return nil
+	}
+	data, err := event.AppendJSON(nil, ev.Data)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	jr := journalRow{seq: ev.Seq, at: e.now(), vals: [7]any{ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data}}
+	if ev.Seq == 0 && e.cur != nil {
+		e.cur.journalRows.add(jr.vals[:]...)
+		return nil
+	}
+	e.journalQ = append(e.journalQ, jr)
+	return nil
+}
