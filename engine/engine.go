@@ -352,6 +352,11 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		}
 	}
 	b.lastSeq = maxSeq
+	// A batch well below intake.batch means the stream is keeping up:
+	// write everything, so state on disk is current whenever events are
+	// not queueing (explain on the file, backups). Write-back pays off
+	// under load, when batches fill up.
+	b.flushAll = len(ps) < max(e.cfg.Intake.Batch/4, 1)
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}

@@ -62,9 +62,9 @@ func (e *Engine) markDirty(en *entity, seq uint64) {
 // writeBack is what one commit writes of the queues; applied after the
 // transaction commits, forgotten if it rolls back.
 type writeBack struct {
-	entities []*entity
-	dirtyN   int // dirtyQ entries consumed
-	journalN int // journal rows written
+	entities             []*entity
+	dirtyN               int // dirtyQ entries consumed
+	journalN             int // journal rows written
 	stateSeq, journalSeq uint64
 }
 

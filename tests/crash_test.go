@@ -166,6 +166,36 @@ func TestCrashSIGKILL(t *testing.T) {
 	if err := db.QueryRow(`SELECT count(*) FROM decisions WHERE verdict = 'error'`).Scan(&errs); err != nil || errs != 0 {
 		t.Errorf("%d error decisions (%v)", errs, err)
 	}
+	// Entity state waited in memory (write-back) when the kills came; the
+	// restarts merged it again from the stream. After the graceful stop
+	// every order's stored state holds its last ETA.
+	wrong := 0
+	for id, eta := range w.finalETA {
+		var state string
+		if err := db.QueryRow(`SELECT state FROM entities WHERE type = 'order' AND key = ?`, id).Scan(&state); err != nil || !strings.Contains(state, `"eta":"`+eta+`"`) {
+			if wrong++; wrong <= 5 {
+				t.Errorf("order %s stored state %s (%v), want eta %s", id, state, err, eta)
+			}
+		}
+	}
+	rebuilds, rebuilt := 0, 0
+	for i := 1; i <= run; i++ {
+		logs, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", i)))
+		for _, line := range strings.Split(string(logs), "\n") {
+			if strings.Contains(line, `"msg":"rebuilt entity state from the stream"`) {
+				var n int
+				if _, after, ok := strings.Cut(line, `"events":`); ok {
+					fmt.Sscan(strings.TrimRight(strings.SplitN(after, ",", 2)[0], "}"), &n)
+				}
+				rebuilds++
+				rebuilt += n
+			}
+		}
+	}
+	t.Logf("restarts rebuilt entity state %d times, %d events in all", rebuilds, rebuilt)
+	if kills >= 5 && rebuilt == 0 {
+		t.Errorf("no restart had entity state to rebuild: the kills did not exercise write-back")
+	}
 	if dead, err := js.Stream(ctx, "PROACTIVE_EVENTS_DEAD"); err == nil {
 		if di, err := dead.Info(ctx); err == nil && di.State.Msgs != 0 {
 			t.Errorf("%d events were dead-lettered", di.State.Msgs)

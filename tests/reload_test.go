@@ -186,6 +186,10 @@ rules:
 	t.Logf("%d events: %d under v1, %d under v2 (%d published after the reload)",
 		n, len(e.decisions("seen-v1")), len(e.decisions("seen-v2")), n-firstAfter)
 	var parcels int
+	// Entity state may still wait in memory (intake.state_flush).
+	if err := e.d.Engine().Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.d.Store().R.QueryRow(`SELECT count(*) FROM entities WHERE type = 'parcel'`).Scan(&parcels); err != nil || parcels != n {
 		t.Errorf("%d parcels stored (%v), want %d", parcels, err, n)
 	}

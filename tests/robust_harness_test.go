@@ -85,7 +85,10 @@ policy:
   quiet_hours: { start: "00:00", end: "00:00" }
   frequency_cap: { max: 1000000, per: 24h }
   retry: { attempts: %d, backoff: %s, max_backoff: %s, timeout: 2s }
-intake: { max_wait: 5ms }
+# batch 4 with state_flush 2s: entity state is written back (never
+# "idle"), so every kill, broker restart and store failure also exercises
+# the rebuild from the stream.
+intake: { max_wait: 5ms, batch: 4, state_flush: 2s }
 `, primary+"/email", fallback+"/sms", attempts, backoff, maxBackoff)
 }
 

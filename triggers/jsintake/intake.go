@@ -561,7 +561,7 @@ func (in *Intake) rebuild(ctx context.Context) error {
 	if start <= to && info.State.Msgs > 0 {
 		cons, err := in.js.OrderedConsumer(ctx, in.o.Stream, jetstream.OrderedConsumerConfig{
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
-			InactiveThreshold: time.Minute, NamePrefix: "proactived-rebuild",
+			InactiveThreshold: time.Minute, // named by the client: a fixed prefix would clash with the last run's
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild: read stream %s: %w", in.o.Stream, err)
