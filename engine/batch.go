@@ -74,6 +74,14 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	return nil
 }
 
+// stmtCtx is the context the engine's SQL statements run with: the
+// caller's values without its cancellation. With a cancellable context the
+// SQLite driver runs every statement on a goroutine of its own so it can
+// interrupt it, and the engine waited for a goroutine hand-off per
+// statement — about half the wall time of a batch (BENCHMARKS.md). A batch
+// is short and is never abandoned half-way: shutdown waits for it.
+func stmtCtx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // withTx runs fn in its own transaction (timers, schedules, fan-out pages).
 func (e *Engine) withTx(ctx context.Context, fn func() error) (err error) {
 	return e.withTxFlush(ctx, false, fn)

@@ -307,6 +307,7 @@ func (e *Engine) HandleBatch(ctx context.Context, ps []*Prepared) error {
 }
 
 func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (err error) {
+	ctx = stmtCtx(ctx)
 	if len(ps) == 0 && upTo <= e.LastSeq() {
 		return nil
 	}

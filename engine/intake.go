@@ -36,6 +36,7 @@ func (e *Engine) Commit(ctx context.Context, batch []any, upTo uint64) error {
 // PutEntity merges fields into an entity's state outside the event stream
 // (rule-test seeds, the preference centre API). It commits at once.
 func (e *Engine) PutEntity(ctx context.Context, typ, key string, fields map[string]any) error {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Everything queued is written with it: a rebuild after a crash must
@@ -63,6 +64,7 @@ func (e *Engine) PutEntity(ctx context.Context, typ, key string, fields map[stri
 
 // Entity returns a copy of an entity's current state (nil if unknown).
 func (e *Engine) Entity(ctx context.Context, typ, key string) (map[string]any, error) {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ent, err := e.load(ctx, typ, key)

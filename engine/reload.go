@@ -17,6 +17,7 @@ import (
 // The daemon calls it right after SetRules on reload; without it the
 // timers would linger until due and be dropped then (fireTimer).
 func (e *Engine) DropRemoved(ctx context.Context, old, cur *rules.Set) (int, error) {
+	ctx = stmtCtx(ctx)
 	if old == nil || cur == nil {
 		return 0, nil
 	}

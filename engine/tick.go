@@ -29,6 +29,7 @@ const (
 // schedules, deferred notifications, a page of each fan-out job, a page of
 // TTL expiry. It returns true when more work is waiting (call again soon).
 func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
@@ -70,6 +71,7 @@ func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
 // deferred notification or schedule. Zero means nothing is scheduled. A
 // virtual-clock driver jumps straight to it.
 func (e *Engine) NextWake(ctx context.Context) (time.Time, error) {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var best time.Time

@@ -218,6 +218,7 @@ func (e *Engine) rolledBack() {
 // Flush writes every entity change and journal row still in memory (at
 // shutdown, before a fan-out scans stored state, when the API reads).
 func (e *Engine) Flush(ctx context.Context) error {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.flushAll(ctx)
@@ -282,6 +283,7 @@ func (e *Engine) RebuildRange() (from, to uint64) {
 // evaluates no rule and records nothing else: the decisions of these
 // events are already committed.
 func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.rebuildPending || raw.Seq > e.lastSeq || raw.Seq <= min(e.stateSeq, e.journalSeq) {
@@ -328,6 +330,7 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 
 // RebuildDone ends a rebuild: positions move again from the next commit.
 func (e *Engine) RebuildDone(ctx context.Context) error {
+	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rebuildPending = false

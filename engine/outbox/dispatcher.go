@@ -317,6 +317,9 @@ func (d *Dispatcher) recordAll(ctx context.Context, results []result) error {
 // claim marks due rows as sending, with a lease after which a crashed send
 // is retried.
 func (d *Dispatcher) claim(ctx context.Context) ([]*row, error) {
+	// Without cancellation the driver runs each statement on this
+	// goroutine instead of handing it to one of its own (engine.stmtCtx).
+	ctx = context.WithoutCancel(ctx)
 	now := d.o.Clock.Now()
 	tx, err := d.o.Store.W.BeginTx(ctx, nil)
 	if err != nil {
