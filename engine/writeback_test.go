@@ -26,7 +26,7 @@ type streamEvent struct {
 // journal once — including a producer retry (same id, new sequence) that was
 // skipped the first time.
 func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
-	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 1h }\n")
+	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 1h, batch: 1 }\n")
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
 	var stream []streamEvent
 	emit := func(id, subject string, data map[string]any) {
@@ -135,7 +135,7 @@ func TestStateFlushWritesOnTheClock(t *testing.T) {
 		}
 		return n
 	}
-	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 2s }\n")
+	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 2s, batch: 1 }\n")
 	h.emit("orders.created", order("o-1", "c-1"))
 	if n := count(h); n != 0 {
 		t.Fatalf("%d orders written at once with state_flush 2s", n)
