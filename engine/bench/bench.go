@@ -66,6 +66,8 @@ type Options struct {
 	Journal *bool
 	// Batch is intake.batch (default: the daemon's default).
 	Batch int
+	// MaxWait is intake.max_wait (0: the daemon's default).
+	MaxWait time.Duration
 	// Dir is the work directory; default a temporary one, removed after.
 	Dir string
 	// CPUProfile, if set, receives a CPU profile of the engine run.
@@ -322,6 +324,9 @@ log: { level: warn }
 	cfg.Rules = rulesDir
 	cfg.Data = filepath.Join(r.dir, "data")
 	cfg.NATS.URL = ns.ClientURL()
+	if r.o.MaxWait > 0 {
+		cfg.Intake.MaxWait = config.Duration(r.o.MaxWait)
+	}
 	if r.o.Batch > 0 {
 		cfg.Intake.Batch = r.o.Batch
 	}
