@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proactived/proactived/engine"
 	"github.com/proactived/proactived/engine/event"
 )
 
@@ -149,5 +150,68 @@ func TestStateFlushWritesOnTheClock(t *testing.T) {
 	h0.emit("orders.created", order("o-1", "c-1"))
 	if n := count(h0); n != 1 {
 		t.Fatalf("%d orders written with state_flush 0, want 1", n)
+	}
+}
+
+// TestRollbackRebuildsFromTheStream: a batch that fails half-way (here an
+// outbox insert the store refuses) rolls back; the entity state that
+// earlier, committed batches left in memory is dropped with the cache, so
+// the engine asks for a rebuild from the stored positions, and after it
+// the retried batch sees the right state.
+func TestRollbackRebuildsFromTheStream(t *testing.T) {
+	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 1h, batch: 1 }\n")
+	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
+	var stream []streamEvent
+	add := func(subject string, data map[string]any) streamEvent {
+		h.seq++
+		ev := streamEvent{seq: h.seq, subject: subject, data: copyMap(data), at: h.clk.Now()}
+		stream = append(stream, ev)
+		return ev
+	}
+	ev := add("orders.created", order("o-1", "c-1"))
+	h.emitSeq(ev.seq, "", ev.subject, ev.data)
+	ev = add("orders.updated", map[string]any{"order_id": "o-1", "status": "in_transit"})
+	h.emitSeq(ev.seq, "", ev.subject, ev.data)
+	if from, to := h.eng.RebuildRange(); from != to {
+		t.Fatalf("rebuild pending before any failure: (%d, %d]", from, to)
+	}
+
+	// The store refuses the next outbox row: the late ETA's batch fails.
+	if _, err := h.st.W.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	late := add("shipments.eta_updated", eta("o-1", "2026-11-23T12:00:00Z"))
+	p, rej := h.eng.Prepare(&event.Event{Subject: late.subject, ID: fmt.Sprint("seq-", late.seq), Time: late.at,
+		Data: event.Normalize(copyMap(late.data)).(map[string]any), Seq: late.seq})
+	if rej != nil {
+		t.Fatal(rej)
+	}
+	if err := h.eng.HandleBatch(h.ctx, []*engine.Prepared{p}); err == nil {
+		t.Fatal("the batch committed although the store refused its outbox row")
+	}
+	from, to := h.eng.RebuildRange()
+	if from != 0 || to != 2 {
+		t.Fatalf("after the failed batch the rebuild range is (%d, %d], want (0, 2]", from, to)
+	}
+	if _, err := h.st.W.Exec(`DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range stream[:2] {
+		body, _ := json.Marshal(ev.data)
+		if err := h.eng.Rebuild(h.ctx, event.Raw{Subject: ev.subject, Body: body, Seq: ev.seq, Time: ev.at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.eng.RebuildDone(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The retry (JetStream redelivers the same message) fires on the
+	// rebuilt state: in transit, promised before the new ETA.
+	h.emitSeq(late.seq, "", late.subject, late.data)
+	if got := h.verdicts("late"); len(got) == 0 || got[0] != "late o-1 sent" {
+		t.Fatalf("late verdicts after the retry: %v, want it sent", got)
+	}
+	if st, _ := h.eng.Entity(h.ctx, "order", "o-1"); st["status"] != "in_transit" || st["promised_at"] == nil {
+		t.Fatalf("o-1 after rebuild and retry: %v", st)
 	}
 }
