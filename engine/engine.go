@@ -199,16 +199,11 @@ func (e *Engine) LastSeq() uint64 {
 func (e *Engine) ResetSeq(seq uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, d := range e.dirtyQ {
-		if d.valid() {
-			d.en.dirtySeq = 0
-			e.track(d.en)
-		}
+	e.rebuildPending = false // the events it would need are gone
+	if err := e.flushAll(context.Background()); err != nil {
+		e.log.Error("could not write entity state before starting over on a recreated stream", "err", err)
 	}
-	e.dirtyQ = e.dirtyQ[:0]
-	e.journalQ = nil
 	e.lastSeq, e.stateSeq, e.journalSeq = seq, seq, seq
-	e.rebuildPending = false
 }
 
 func (e *Engine) now() time.Time { return e.clk.Now() }
