@@ -11,6 +11,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,12 @@ import (
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 )
+
+// defaultEntityCache is intake.entity_cache's default. A decoded entity
+// takes ~2 KB; 20,000 keep the daemon under 256 MB RSS with a million
+// entities stored (BENCHMARKS.md), and an event for an entity not in the
+// cache costs one SQLite read.
+const defaultEntityCache = 20_000
 
 // Options are the engine's dependencies.
 type Options struct {
@@ -108,6 +115,7 @@ type Engine struct {
 	stateSeq, journalSeq uint64
 	rebuildPending       bool
 	flushEvery           time.Duration
+	maxDirty             int
 }
 
 // New opens the engine on a store.
@@ -130,7 +138,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
 		wake: o.Wake, obs: o.Observer, shadow: o.Shadow, onCommit: o.OnCommit,
-		cache:     newEntityCache(200_000),
+		cache:     newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
 		locs:      map[string]*time.Location{},
 		ttlCursor: map[string]string{},
 	}
@@ -155,6 +163,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.msgEnv = map[string]any{"subject": "", "id": "", "time": time.Time{}}
 	e.keyEnv = map[string]any{rules.EnvEvent: map[string]any(nil), rules.EnvMsg: e.msgEnv}
 	e.flushEvery = o.Config.Intake.StateFlushEvery()
+	e.maxDirty = max(e.cache.max/dirtyShare, 1)
 	e.SetRules(o.Rules)
 	if err := e.readMeta(ctx); err != nil {
 		return nil, err

@@ -84,7 +84,7 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 	}
 	cutoff := e.now().Add(-e.flushEvery)
 	due := func(at time.Time, backlog int) bool {
-		return all || e.flushEvery <= 0 || !at.After(cutoff) || backlog > maxDirty
+		return all || e.flushEvery <= 0 || !at.After(cutoff) || backlog > e.maxDirty
 	}
 	for wb.dirtyN < len(e.dirtyQ) {
 		d := e.dirtyQ[wb.dirtyN]
@@ -150,9 +150,11 @@ func (e *Engine) flushDue(now time.Time) bool {
 	return len(e.journalQ) > 0 && !e.journalQ[0].at.After(cutoff)
 }
 
-// maxDirty bounds the write-back queues: beyond it the oldest entries are
-// written at once, so memory stays bounded under any load.
-const maxDirty = 50_000
+// dirtyShare bounds the write-back queues to a quarter of the entity
+// cache: beyond it the oldest entries are written at once, so memory stays
+// bounded under any load, and the cache (which keeps unwritten entities
+// when it drops a generation) never fills with them.
+const dirtyShare = 4
 
 // saveMeta writes the consumer position and the write-back positions.
 func (e *Engine) saveMeta(ctx context.Context, b *batch) error {

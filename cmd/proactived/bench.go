@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -28,10 +29,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Customers, "customers", 0, "customer keys (default: orders/4)")
 	fs.IntVar(&o.Batch, "batch", 0, "intake.batch (default: the daemon's)")
 	fs.DurationVar(&o.MaxWait, "max-wait", 0, "intake.max_wait (default: the daemon's)")
+	fs.IntVar(&o.EntityCache, "entity-cache", 0, "intake.entity_cache (default: the daemon's)")
 	fs.BoolVar(&journal, "journal", true, "keep the per-event journal (intake.journal)")
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	memory := fs.Bool("memory", false, "instead: measure the daemon's own RSS (a child process) while it tracks --orders orders and --customers customers")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -43,6 +46,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o.Progress = stderr
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *memory {
+		return benchMemory(ctx, o, asJSON, stdout, stderr)
+	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -62,6 +68,32 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	if err := rep.WriteText(stdout); err != nil {
+		fmt.Fprintln(stderr, "proactived bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// benchMemory runs `proactived bench --memory`.
+func benchMemory(ctx context.Context, o bench.Options, asJSON bool, stdout, stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "proactived bench:", err)
+		return 1
+	}
+	rep, err := bench.RunRSS(ctx, o, exe)
+	if err != nil {
+		fmt.Fprintln(stderr, "proactived bench:", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "proactived bench:", err)
 		return 1
 	}

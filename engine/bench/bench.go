@@ -68,6 +68,8 @@ type Options struct {
 	Batch int
 	// MaxWait is intake.max_wait (0: the daemon's default).
 	MaxWait time.Duration
+	// EntityCache is intake.entity_cache (0: the daemon's default).
+	EntityCache int
 	// Dir is the work directory; default a temporary one, removed after.
 	Dir string
 	// CPUProfile, if set, receives a CPU profile of the engine run.
@@ -186,6 +188,7 @@ type runner struct {
 	js      jetstream.JetStream
 	sink    *sink
 	cfg     *config.Config
+	cfgText string // the daemon's configuration file, for a child process
 	d       *daemon.Daemon
 	commits commitLog
 	// pubErr is the first asynchronous publish error.
@@ -276,6 +279,14 @@ func (r *runner) progress(format string, args ...any) {
 	fmt.Fprintf(r.o.Progress, "bench: "+format+"\n", args...)
 }
 
+// extraIntake adds intake keys the options set to the daemon's config.
+func extraIntake(o Options) string {
+	if o.EntityCache > 0 {
+		return fmt.Sprintf(", entity_cache: %d", o.EntityCache)
+	}
+	return ""
+}
+
 // setup starts NATS and the sink, writes the rules and the config and
 // creates the stream the daemon will bind.
 func (r *runner) setup(ctx context.Context) error {
@@ -313,10 +324,11 @@ policy:
   # A long per-attempt timeout: the sink holds requests while the engine
   # is measured, and a send must not time out (and repeat) meanwhile.
   retry: { attempts: 5, backoff: 1s, max_backoff: 10s, timeout: 30m }
-intake: { journal: %t }
+intake: { journal: %t%s }
 http: { addr: "off" }
 log: { level: warn }
-`, r.sink.url, journal)
+`, r.sink.url, journal, extraIntake(r.o))
+	r.cfgText = text
 	cfg := config.Default()
 	if err := config.Parse(cfg, "bench.yaml", []byte(text), func(string) (string, bool) { return "", false }); err != nil {
 		return fmt.Errorf("bench: config: %w", err)
@@ -749,13 +761,16 @@ func machine() Machine {
 
 // peakRSS is VmHWM of this process (MB): engine, NATS server, publisher
 // and sink together.
-func peakRSS() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func peakRSS() float64 { return procStatusMB("/proc/self/status", "VmHWM:") }
+
+// procStatusMB reads one kB figure of a /proc/<pid>/status file, in MB.
+func procStatusMB(path, field string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			var kb float64
 			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kb); err == nil {
 				return kb / 1024

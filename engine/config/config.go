@@ -111,6 +111,9 @@ type Intake struct {
 	// retained events since the last write. Decisions, the outbox and
 	// timers are always committed before the ack. 0 writes every batch.
 	StateFlush *Duration `yaml:"state_flush"`
+	// EntityCache bounds the entities kept decoded in memory (about 2 KB
+	// each); the rest are read from SQLite when an event needs them.
+	EntityCache int `yaml:"entity_cache"`
 }
 
 // StateFlushEvery is intake.state_flush with its default (1s).
@@ -363,7 +366,7 @@ var cfgShape = shape{
 		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil},
 		"schedule_grace": nil,
 	},
-	"intake":  {"max_event_bytes": nil, "batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil},
+	"intake":  {"max_event_bytes": nil, "batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
 	"support": {"subject": nil},
 	"log":     {"level": nil, "format": nil},
 }
@@ -413,6 +416,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Intake.Batch <= 0 {
 		errs = append(errs, "intake.batch must be positive")
+	}
+	if c.Intake.EntityCache < 0 {
+		errs = append(errs, "intake.entity_cache must not be negative")
 	}
 	if c.Intake.StateFlushEvery() < 0 {
 		errs = append(errs, "intake.state_flush must not be negative")
