@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.Embedded, "embedded", false, "with --memory: the daemon runs its own embedded NATS server (counted in its RSS)")
 	memory := fs.Bool("memory", false, "instead: measure the daemon's own RSS (a child process) while it tracks --orders orders and --customers customers")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -70,6 +70,9 @@ type Options struct {
 	MaxWait time.Duration
 	// EntityCache is intake.entity_cache (0: the daemon's default).
 	EntityCache int
+	// Embedded makes the memory run's daemon use its own embedded NATS
+	// server (the default deployment) instead of the bench's.
+	Embedded bool
 	// Dir is the work directory; default a temporary one, removed after.
 	Dir string
 	// CPUProfile, if set, receives a CPU profile of the engine run.

@@ -5,12 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // RSSReport is what RunRSS measured. JSON field names are stable.
@@ -23,8 +27,11 @@ type RSSReport struct {
 	// EngineRate is events/s through the daemon from its start (start-up
 	// included) to its last commit.
 	EngineRate float64 `json:"engine_events_per_sec"`
+	// Embedded says the daemon ran its own NATS server (in its process,
+	// so in its RSS); otherwise the server runs in the bench.
+	Embedded bool `json:"embedded_nats"`
 	// PeakRSSMB and RSSMB are the daemon process's VmHWM and its VmRSS once
-	// every entity was in; the NATS server runs in the bench, not in it.
+	// every entity was in.
 	PeakRSSMB float64 `json:"daemon_peak_rss_mb"`
 	RSSMB     float64 `json:"daemon_rss_mb"`
 	// Stored is the number of entities in the daemon's database after it
@@ -61,17 +68,34 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 		return nil, err
 	}
 	n := len(r.w.customers) + len(r.w.orders) // the world's boot events
-	rep.Entities, rep.Events = n, n
-	r.progress("publishing %d customers and %d orders", len(r.w.customers), len(r.w.orders))
-	if _, err := r.publish(ctx, n, 0); err != nil {
-		return nil, err
+	rep.Entities, rep.Events, rep.Embedded = n, n, o.Embedded
+	publish := func() error {
+		r.progress("publishing %d customers and %d orders", len(r.w.customers), len(r.w.orders))
+		_, err := r.publish(ctx, n, 0)
+		return err
+	}
+	cfgText := r.cfgText
+	args := []string{"run", "--rules", r.cfg.Rules, "--data", r.cfg.Data, "--log-level", "warn"}
+	var natsURL string
+	if o.Embedded {
+		// The daemon's own server, in its process: the bench publishes to it.
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cfgText += fmt.Sprintf("nats: { listen: %q }\n", addr)
+		natsURL = "nats://" + addr
+	} else {
+		if err := publish(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--nats", r.ns.ClientURL())
 	}
 	cfgPath := filepath.Join(r.dir, "proactived.yaml")
-	if err := os.WriteFile(cfgPath, []byte(r.cfgText), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, exe, "run", "--config", cfgPath, "--rules", r.cfg.Rules, "--data", r.cfg.Data,
-		"--nats", r.ns.ClientURL(), "--log-level", "warn")
+	cmd := exec.CommandContext(ctx, exe, append(args, "--config", cfgPath)...)
 	cmd.Stdout, cmd.Stderr = r.o.Progress, r.o.Progress
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
@@ -93,6 +117,16 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 		}
 	}
 	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	if o.Embedded {
+		if err := r.useDaemonNATS(ctx, natsURL, exited); err != nil {
+			_ = stop()
+			return nil, err
+		}
+		if err := publish(); err != nil {
+			_ = stop()
+			return nil, err
+		}
+	}
 	dbPath := filepath.Join(r.cfg.Data, "proactived.db")
 	var (
 		db   *sql.DB
@@ -156,12 +190,62 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 
 // WriteText prints the memory report.
 func (rep *RSSReport) WriteText(w interface{ Write([]byte) (int, error) }) error {
+	where := "engine and SQLite; the NATS server runs in the bench"
+	if rep.Embedded {
+		where = "engine, SQLite and the embedded NATS server with the stream"
+	}
 	_, err := fmt.Fprintf(w, `machine                %d CPU (%s), %d MB, %s
 load (1/5/15 min)      %s before
 workload               %d entities (one event each), %d rules
 daemon                 %.0f events/s taking them in (from its start)
 entities stored        %d
-daemon RSS             peak %.0f MB, %.0f MB with every entity in (engine and SQLite; the NATS server runs in the bench)
-`, rep.Machine.CPUs, rep.Machine.Model, rep.Machine.MemMB, rep.Machine.GoVer+" "+rep.Machine.GOARCH, rep.Load, rep.Entities, rep.Rules, rep.EngineRate, rep.Stored, rep.PeakRSSMB, rep.RSSMB)
+daemon RSS             peak %.0f MB, %.0f MB with every entity in (%s)
+`, rep.Machine.CPUs, rep.Machine.Model, rep.Machine.MemMB, rep.Machine.GoVer+" "+rep.Machine.GOARCH, rep.Load, rep.Entities, rep.Rules, rep.EngineRate, rep.Stored, rep.PeakRSSMB, rep.RSSMB, where)
 	return err
+}
+
+// useDaemonNATS waits for the daemon's embedded server and its stream, and
+// points the bench's publisher at it.
+func (r *runner) useDaemonNATS(ctx context.Context, url string, exited <-chan error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("bench: the daemon exited early: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("bench: the daemon's NATS server and stream did not come up within a minute")
+		}
+		nc, err := nats.Connect(url, nats.Name("proactived-bench"))
+		if err != nil {
+			continue
+		}
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+				r.pubErr.CompareAndSwap(nil, err)
+			}))
+		if err == nil {
+			_, err = js.Stream(ctx, r.cfg.NATS.Stream)
+		}
+		if err != nil {
+			nc.Close()
+			continue
+		}
+		r.nc.Close()
+		r.nc, r.js = nc, js
+		return nil
+	}
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
