@@ -73,6 +73,9 @@ func (e *Engine) supportContact(ctx context.Context, ev *event.Event) error {
 	}
 	_, err := e.cur.exec(ctx, `INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		store.Millis(at), customer, etype, ekey, event.KeyString(d["topic"]), event.KeyString(d["channel"]), status, id)
+	if err == nil {
+		e.contactMemo.put(customer, true)
+	}
 	return err
 }
 
@@ -93,12 +96,15 @@ func (e *Engine) openContact(ctx context.Context, customer, etype, ekey string) 
 	// Most customers never contacted support: one index probe settles
 	// that, before the two ordered look-ups below (an ORDER BY … LIMIT 1
 	// costs several times a plain probe, even on an empty table).
-	var has int
-	if err := e.cur.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM contacts WHERE customer = ?)`, customer).Scan(&has); err != nil {
-		e.cur.fail(err)
-		return "", err
+	has, ok := e.contactMemo.get(customer)
+	if !ok {
+		if err := e.cur.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM contacts WHERE customer = ?)`, customer).Scan(&has); err != nil {
+			e.cur.fail(err)
+			return "", err
+		}
+		e.contactMemo.put(customer, has)
 	}
-	if has == 0 {
+	if !has {
 		return "", nil
 	}
 	refs := [][2]string{{"", ""}}

@@ -36,6 +36,10 @@ import (
 // cache costs one SQLite read.
 const defaultEntityCache = 20_000
 
+// memoSize bounds each memo of dedup marks and support-contact presence
+// (~100 bytes an entry).
+const memoSize = 200_000
+
 // Options are the engine's dependencies.
 type Options struct {
 	Store  *store.Store
@@ -116,6 +120,9 @@ type Engine struct {
 	rebuildPending       bool
 	flushEvery           time.Duration
 	maxDirty             int
+	// Answers from tables only the engine writes (memo.go).
+	dedupMemo   *memo[[2]string, dedupVal]
+	contactMemo *memo[string, bool]
 }
 
 // New opens the engine on a store.
@@ -138,9 +145,11 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
 		wake: o.Wake, obs: o.Observer, shadow: o.Shadow, onCommit: o.OnCommit,
-		cache:     newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
-		locs:      map[string]*time.Location{},
-		ttlCursor: map[string]string{},
+		cache:       newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
+		locs:        map[string]*time.Location{},
+		ttlCursor:   map[string]string{},
+		dedupMemo:   newMemo[[2]string, dedupVal](memoSize),
+		contactMemo: newMemo[string, bool](memoSize),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)

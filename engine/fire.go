@@ -395,23 +395,36 @@ func stringField(m map[string]any, k string) string {
 	return s
 }
 
+// dedupVal is a dedup mark as the memo keeps it; notif "" is no mark (or
+// one that expired, which stays expired until setDedup writes a new one).
+type dedupVal struct {
+	notif string
+	until int64
+}
+
 func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time) (string, int64, error) {
-	var notif string
-	var until int64
-	err := e.cur.tx.QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&notif, &until)
-	if errors.Is(err, sql.ErrNoRows) {
+	k := [2]string{rule, key}
+	v, ok := e.dedupMemo.get(k)
+	if !ok {
+		err := e.cur.tx.QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			e.cur.fail(err)
+			return "", 0, err
+		}
+		e.dedupMemo.put(k, v)
+	}
+	if v.notif == "" || v.until <= store.Millis(now) {
 		return "", 0, nil
 	}
-	if err != nil {
-		e.cur.fail(err)
-		return "", 0, err
-	}
-	return notif, until, nil
+	return v.notif, v.until, nil
 }
 
 func (e *Engine) setDedup(ctx context.Context, rule, key string, until int64, notif string) error {
 	_, err := e.cur.exec(ctx, `INSERT INTO dedup (rule, key, until, notification) VALUES (?, ?, ?, ?)
 		ON CONFLICT (rule, key) DO UPDATE SET until = excluded.until, notification = excluded.notification`, rule, key, until, notif)
+	if err == nil {
+		e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
+	}
 	return err
 }
 

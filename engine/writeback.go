@@ -209,6 +209,8 @@ func compact[T any](q []T, n int) []T {
 // (Rebuild) before the next batch.
 func (e *Engine) rolledBack() {
 	e.cache.reset()
+	e.dedupMemo.reset()
+	e.contactMemo.reset()
 	clear(e.dirtyQ)
 	e.dirtyQ = e.dirtyQ[:0]
 	e.journalQ = nil
