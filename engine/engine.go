@@ -90,7 +90,7 @@ type Engine struct {
 	onCommit func(lastSeq uint64, events int)
 	set      atomic.Pointer[rules.Set]
 	mu       sync.Mutex // serialises HandleBatch, Tick and reloads
-	cache    *entityCache
+	cache    *memo[cacheKey, *entity]
 	vm       vm.VM
 	env      map[string]any
 	keyEnv   map[string]any
@@ -148,8 +148,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		cache:       newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
 		locs:        map[string]*time.Location{},
 		ttlCursor:   map[string]string{},
-		dedupMemo:   newMemo[[2]string, dedupVal](memoSize),
-		contactMemo: newMemo[string, bool](memoSize),
+		dedupMemo:   newMemo[[2]string, dedupVal](memoSize, nil),
+		contactMemo: newMemo[string, bool](memoSize, nil),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)

@@ -36,68 +36,18 @@ func (en *entity) stateOrEmpty() map[string]any {
 
 type cacheKey struct{ typ, key string }
 
-// entityCache keeps hot entities in memory, bounded: two generations, the
-// older dropped when the newer fills up — an LRU approximation with O(1)
-// work and no per-entry list. An entry whose changes are not written yet
-// (write-back) moves into the new generation instead of being dropped: the
-// cache is then the only copy of that state until the next flush.
-type entityCache struct {
-	cur, prev map[cacheKey]*entity
-	max       int
-}
-
-func newEntityCache(max int) *entityCache {
-	return &entityCache{cur: map[cacheKey]*entity{}, prev: map[cacheKey]*entity{}, max: max}
-}
-
-func (c *entityCache) get(k cacheKey) *entity {
-	if en, ok := c.cur[k]; ok {
-		return en
-	}
-	if en, ok := c.prev[k]; ok {
-		c.put(k, en)
-		return en
-	}
-	return nil
-}
-
-func (c *entityCache) put(k cacheKey, en *entity) {
-	if len(c.cur) >= c.max/2 {
-		next := make(map[cacheKey]*entity, c.max/2)
-		for k, en := range c.prev {
-			if en.dirty || en.inBatch {
-				next[k] = en
-			}
-		}
-		c.prev = c.cur
-		c.cur = next
-	}
-	c.cur[k] = en
-}
-
-// peek returns a cached entity without promoting it.
-func (c *entityCache) peek(k cacheKey) *entity {
-	if en, ok := c.cur[k]; ok {
-		return en
-	}
-	return c.prev[k]
-}
-
-func (c *entityCache) drop(k cacheKey) {
-	delete(c.cur, k)
-	delete(c.prev, k)
-}
-
-func (c *entityCache) reset() {
-	c.cur = map[cacheKey]*entity{}
-	c.prev = map[cacheKey]*entity{}
+// newEntityCache bounds the hot entities in memory (memo.go); one whose
+// changes are not written yet, or that the batch in progress holds, stays
+// when its generation is dropped.
+func newEntityCache(max int) *memo[cacheKey, *entity] {
+	return newMemo[cacheKey](max, func(en *entity) bool { return en.dirty || en.inBatch })
 }
 
 // load returns the entity from the cache or the store; a new empty entity
 // when there is none yet.
 func (e *Engine) load(ctx context.Context, typ, key string) (*entity, error) {
 	k := cacheKey{typ, key}
-	if en := e.cache.get(k); en != nil {
+	if en, ok := e.cache.get(k); ok {
 		e.track(en)
 		return en, nil
 	}

@@ -365,7 +365,7 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 		for _, ent := range list {
 			// Use the cached copy when there is one: it is the same data,
 			// and it keeps a single object per entity.
-			if cached := e.cache.get(cacheKey{ent.typ, ent.key}); cached != nil {
+			if cached, ok := e.cache.get(cacheKey{ent.typ, ent.key}); ok {
 				ent = cached
 			}
 			ok, cust, err := e.evalRule(ctx, r, ent, ev)
@@ -501,7 +501,7 @@ func (e *Engine) expire(ctx context.Context, now time.Time) error {
 			n++
 			last = key
 			if u < cutoff {
-				if en := e.cache.peek(cacheKey{name, key}); en != nil && en.dirty {
+				if en, ok := e.cache.peek(cacheKey{name, key}); ok && en.dirty {
 					continue // changed since it was written
 				}
 				old = append(old, key)

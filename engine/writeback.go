@@ -119,11 +119,8 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 		}
 	}
 	wb.stateSeq, wb.journalSeq = b.lastSeq, b.lastSeq
-	for _, d := range e.dirtyQ[wb.dirtyN:] {
-		if d.en.dirty && d.en.dirtySeq == d.seq {
-			wb.stateSeq = d.seq - 1
-			break
-		}
+	if d, ok := e.oldestDirty(wb.dirtyN); ok {
+		wb.stateSeq = d.seq - 1
 	}
 	if wb.journalN < len(e.journalQ) {
 		wb.journalSeq = e.journalQ[wb.journalN].seq - 1
@@ -136,16 +133,21 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 	return e.saveMeta(ctx, b)
 }
 
+// oldestDirty is the first entry from dirtyQ[from:] still waiting.
+func (e *Engine) oldestDirty(from int) (dirtyRef, bool) {
+	for _, d := range e.dirtyQ[from:] {
+		if d.valid() {
+			return d, true
+		}
+	}
+	return dirtyRef{}, false
+}
+
 // flushDue says a queued change waited intake.state_flush.
 func (e *Engine) flushDue(now time.Time) bool {
 	cutoff := now.Add(-e.flushEvery)
-	for _, d := range e.dirtyQ {
-		if d.valid() {
-			if !d.at.After(cutoff) {
-				return true
-			}
-			break
-		}
+	if d, ok := e.oldestDirty(0); ok && !d.at.After(cutoff) {
+		return true
 	}
 	return len(e.journalQ) > 0 && !e.journalQ[0].at.After(cutoff)
 }

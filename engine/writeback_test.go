@@ -20,6 +20,25 @@ type streamEvent struct {
 	at      time.Time
 }
 
+// rebuild feeds the engine the stream's events as the intake would after
+// a restart, and ends the rebuild.
+func rebuild(h *harness, stream []streamEvent) {
+	h.t.Helper()
+	for _, ev := range stream {
+		body, err := json.Marshal(ev.data)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		raw := event.Raw{Subject: ev.subject, Body: body, Seq: ev.seq, Time: ev.at, MsgID: ev.id}
+		if err := h.eng.Rebuild(h.ctx, raw); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if err := h.eng.RebuildDone(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // TestRebuildAfterCrashRestoresStateAndJournal: entity state and journal
 // rows wait in memory (write-back) while decisions and the outbox are
 // committed; a crash loses them; re-merging the retained events from the
@@ -68,19 +87,7 @@ func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 	if from != 0 || to != uint64(len(stream)) {
 		t.Fatalf("rebuild range (%d, %d], want (0, %d]", from, to, len(stream))
 	}
-	for _, ev := range stream {
-		body, err := json.Marshal(ev.data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw := event.Raw{Subject: ev.subject, Body: body, Seq: ev.seq, Time: ev.at, MsgID: ev.id}
-		if err := h.eng.Rebuild(h.ctx, raw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := h.eng.RebuildDone(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	rebuild(h, stream)
 	if from, to := h.eng.RebuildRange(); from != to {
 		t.Fatalf("rebuild still pending: (%d, %d]", from, to)
 	}
@@ -196,15 +203,7 @@ func TestRollbackRebuildsFromTheStream(t *testing.T) {
 	if _, err := h.st.W.Exec(`DROP TRIGGER refuse`); err != nil {
 		t.Fatal(err)
 	}
-	for _, ev := range stream[:2] {
-		body, _ := json.Marshal(ev.data)
-		if err := h.eng.Rebuild(h.ctx, event.Raw{Subject: ev.subject, Body: body, Seq: ev.seq, Time: ev.at}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := h.eng.RebuildDone(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	rebuild(h, stream[:2])
 	// The retry (JetStream redelivers the same message) fires on the
 	// rebuilt state: in transit, promised before the new ETA.
 	h.emitSeq(late.seq, "", late.subject, late.data)
