@@ -11,6 +11,7 @@ import (
 	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/event"
+	"github.com/proactived/proactived/engine/internal/cpumeter"
 	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 )
@@ -128,7 +129,7 @@ func BenchmarkHandleBatch(b *testing.B) {
 			seq := uint64(0)
 			batch := make([]*Prepared, 0, 512)
 			b.ReportAllocs()
-			defer startCPU().report(b)
+			defer cpumeter.Start().Report(b)
 			for b.Loop() {
 				seq++
 				batch = append(batch, prepared(b, e, seq, "shipments.eta_updated", benchEvent(int(seq*7919%4000), reasons[seq%10])))
@@ -161,7 +162,7 @@ func BenchmarkEvalRule(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	defer startCPU().report(b)
+	defer cpumeter.Start().Report(b)
 	for b.Loop() {
 		ok, _, err := e.evalRule(ctx, r, ent, p.Ev)
 		if err != nil || !ok {
@@ -191,7 +192,7 @@ func BenchmarkStateLoadStore(b *testing.B) {
 	}
 	i := 0
 	b.ReportAllocs()
-	defer startCPU().report(b)
+	defer cpumeter.Start().Report(b)
 	for b.Loop() {
 		if i%512 == 0 {
 			if e.cur != nil {
@@ -232,7 +233,7 @@ func BenchmarkOutboxWrite(b *testing.B) {
 	r := e.Rules().ByName["always"]
 	i := 0
 	b.ReportAllocs()
-	defer startCPU().report(b)
+	defer cpumeter.Start().Report(b)
 	for b.Loop() {
 		if i%512 == 0 {
 			if e.cur != nil {

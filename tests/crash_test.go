@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -182,13 +183,13 @@ func TestCrashSIGKILL(t *testing.T) {
 	for i := 1; i <= run; i++ {
 		logs, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", i)))
 		for _, line := range strings.Split(string(logs), "\n") {
-			if strings.Contains(line, `"msg":"rebuilt entity state from the stream"`) {
-				var n int
-				if _, after, ok := strings.Cut(line, `"events":`); ok {
-					fmt.Sscan(strings.TrimRight(strings.SplitN(after, ",", 2)[0], "}"), &n)
-				}
+			var rec struct {
+				Msg    string `json:"msg"`
+				Events int    `json:"events"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "rebuilt entity state from the stream" {
 				rebuilds++
-				rebuilt += n
+				rebuilt += rec.Events
 			}
 		}
 	}

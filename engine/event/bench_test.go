@@ -3,6 +3,8 @@ package event
 import (
 	"testing"
 	"time"
+
+	"github.com/proactived/proactived/engine/internal/cpumeter"
 )
 
 // benchBody is a realistic ~300-byte order event, like proactived bench
@@ -15,7 +17,7 @@ func BenchmarkDecode(b *testing.B) {
 	raw := Raw{Subject: "shipments.eta_updated", Body: []byte(benchBody), Seq: 1, Time: time.Now()}
 	b.SetBytes(int64(len(benchBody)))
 	b.ReportAllocs()
-	defer startCPU().report(b)
+	defer cpumeter.Start().Report(b)
 	for b.Loop() {
 		ev, rej := Decode(raw, 1<<20)
 		if rej != nil || len(ev.Data) != 14 {
