@@ -59,16 +59,20 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "proactived bench:", err)
 		return 1
 	}
+	return printReport(rep, asJSON, stdout, stderr)
+}
+
+// printReport prints a bench report as text or JSON.
+func printReport(rep interface{ WriteText(io.Writer) error }, asJSON bool, stdout, stderr io.Writer) int {
+	var err error
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintln(stderr, "proactived bench:", err)
-			return 1
-		}
-		return 0
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
 	}
-	if err := rep.WriteText(stdout); err != nil {
+	if err != nil {
 		fmt.Fprintln(stderr, "proactived bench:", err)
 		return 1
 	}
@@ -87,16 +91,5 @@ func benchMemory(ctx context.Context, o bench.Options, asJSON bool, stdout, stde
 		fmt.Fprintln(stderr, "proactived bench:", err)
 		return 1
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "proactived bench:", err)
-		return 1
-	}
-	return 0
+	return printReport(rep, asJSON, stdout, stderr)
 }

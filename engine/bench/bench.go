@@ -204,21 +204,13 @@ type runner struct {
 // Run runs the whole bench and returns its report.
 func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	o.defaults()
-	r := &runner{o: o}
 	rep = &Report{Machine: machine(), Rules: o.Rules, Matching: o.Matching, Events: o.Events,
 		Orders: o.Orders, Customers: o.Customers, Journal: o.Journal == nil || *o.Journal, Load: loadAvg()}
-	if o.Dir == "" {
-		dir, err := os.MkdirTemp("", "proactived-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		r.dir = dir
-	} else {
-		r.dir = o.Dir
+	r, done, err := newRunner(o)
+	if err != nil {
+		return nil, err
 	}
-	defer r.close()
-	r.w = newWorld(o.Seed, o.Rules, o.Matching, o.Orders, o.Customers, o.FireShare)
+	defer done()
 	rep.Subjects = len(r.w.hot)
 	if err := r.setup(ctx); err != nil {
 		return nil, err
@@ -290,6 +282,40 @@ func extraIntake(o Options) string {
 	return ""
 }
 
+// newRunner prepares a run of o (defaults applied): its work directory and
+// generated world. done stops what the run started and removes a temporary
+// directory.
+func newRunner(o Options) (r *runner, done func(), err error) {
+	r = &runner{o: o, dir: o.Dir}
+	removeDir := func() {}
+	if r.dir == "" {
+		if r.dir, err = os.MkdirTemp("", "proactived-bench-"); err != nil {
+			return nil, nil, fmt.Errorf("bench: %w", err)
+		}
+		removeDir = func() { os.RemoveAll(r.dir) }
+	}
+	r.w = newWorld(o.Seed, o.Rules, o.Matching, o.Orders, o.Customers, o.FireShare)
+	return r, func() { r.close(); removeDir() }, nil
+}
+
+// dial connects the publisher to a NATS server; asynchronous publish errors
+// land in r.pubErr.
+func (r *runner) dial(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("proactived-bench"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: connect: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			r.pubErr.CompareAndSwap(nil, err)
+		}))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return nc, js, nil
+}
+
 // setup starts NATS and the sink, writes the rules and the config and
 // creates the stream the daemon will bind.
 func (r *runner) setup(ctx context.Context) error {
@@ -298,16 +324,8 @@ func (r *runner) setup(ctx context.Context) error {
 		return err
 	}
 	r.ns = ns
-	r.nc, err = nats.Connect(ns.ClientURL(), nats.Name("proactived-bench"))
-	if err != nil {
-		return fmt.Errorf("bench: connect: %w", err)
-	}
-	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-			r.pubErr.CompareAndSwap(nil, err)
-		}))
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+	if r.nc, r.js, err = r.dial(ns.ClientURL()); err != nil {
+		return err
 	}
 	if r.sink, err = startSink(); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,9 +13,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // RSSReport is what RunRSS measured. JSON field names are stable.
@@ -50,20 +48,12 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 	}
 	o.Events = o.Orders + max(o.Customers, 1)
 	o.defaults()
-	r := &runner{o: o}
 	rep := &RSSReport{Machine: machine(), Load: loadAvg(), Rules: o.Rules}
-	if o.Dir == "" {
-		dir, err := os.MkdirTemp("", "proactived-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		r.dir = dir
-	} else {
-		r.dir = o.Dir
+	r, done, err := newRunner(o)
+	if err != nil {
+		return nil, err
 	}
-	defer r.close()
-	r.w = newWorld(o.Seed, o.Rules, o.Matching, o.Orders, o.Customers, o.FireShare)
+	defer done()
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -189,7 +179,7 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 }
 
 // WriteText prints the memory report.
-func (rep *RSSReport) WriteText(w interface{ Write([]byte) (int, error) }) error {
+func (rep *RSSReport) WriteText(w io.Writer) error {
 	where := "engine and SQLite; the NATS server runs in the bench"
 	if rep.Embedded {
 		where = "engine, SQLite and the embedded NATS server with the stream"
@@ -219,18 +209,11 @@ func (r *runner) useDaemonNATS(ctx context.Context, url string, exited <-chan er
 		if time.Now().After(deadline) {
 			return errors.New("bench: the daemon's NATS server and stream did not come up within a minute")
 		}
-		nc, err := nats.Connect(url, nats.Name("proactived-bench"))
+		nc, js, err := r.dial(url)
 		if err != nil {
 			continue
 		}
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
-			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-				r.pubErr.CompareAndSwap(nil, err)
-			}))
-		if err == nil {
-			_, err = js.Stream(ctx, r.cfg.NATS.Stream)
-		}
-		if err != nil {
+		if _, err := js.Stream(ctx, r.cfg.NATS.Stream); err != nil {
 			nc.Close()
 			continue
 		}
