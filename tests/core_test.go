@@ -223,6 +223,17 @@ func TestRestartMidStreamAndRedelivery(t *testing.T) {
 		if got := len(e.sink.all()); got != n {
 			return fmt.Errorf("%d of %d notifications", got, n)
 		}
+		// The dispatcher records a claimed batch's outcomes after its
+		// sends: count decisions below only once they are in.
+		delivered := 0
+		for _, d := range e.decisions("parcel-late") {
+			if strings.Contains(d, " delivered — ") {
+				delivered++
+			}
+		}
+		if delivered != n {
+			return fmt.Errorf("%d of %d deliveries recorded", delivered, n)
+		}
 		return nil
 	})
 	// Entity state survived the restart.

@@ -381,7 +381,10 @@ func (d *Dispatcher) send(ctx context.Context, r *row) result {
 	if t := d.o.Timeouts[c.Channel]; t > 0 {
 		timeout = t
 	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	// An attempt in flight runs to its end (bounded by its timeout) even
+	// when the dispatcher is stopping: cut off, the channel may already have
+	// taken it while we record a failure and send it again after a restart.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	start := time.Now()
 	retry, err := safeNotify(actx, n, &doc)
