@@ -37,9 +37,12 @@ func (e *Engine) begin(ctx context.Context) (*batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
+	if e.decisionRows == nil {
+		e.decisionRows, e.journalRows = store.Insert(decisionsTable, 10), store.Insert(journalTable, 7)
+	}
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
-		decisions:   rowBuffer{table: decisionsTable, cols: 10},
-		journalRows: rowBuffer{table: journalTable, cols: 7},
+		decisions:   rowBuffer{ins: e.decisionRows},
+		journalRows: rowBuffer{ins: e.journalRows},
 	}
 	return e.cur, nil
 }

@@ -107,7 +107,8 @@ type Engine struct {
 	currentCustomer string
 	// needsCust caches ifNeedsCustomer per program of the rule set in force.
 	needsCust   map[*vm.Program]bool
-	inserts     map[insertKey]string // multi-row INSERT statements (rowbuf.go)
+	// decisionRows and journalRows write a batch's rows (rowbuf.go).
+	decisionRows, journalRows *store.Bulk
 	ttlCursor   map[string]string
 	expireEvery time.Duration
 	lastExpire  time.Time

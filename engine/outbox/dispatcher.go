@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -76,6 +77,11 @@ type Dispatcher struct {
 
 	lanesMu sync.Mutex
 	lanes   map[string]*lane
+
+	// Statements over many rows at once (store.Bulk): the claim's leases
+	// and a batch's outcomes. Only one claim and one record run at a time.
+	leases                           *store.Bulk
+	sentRows, attemptRows, decisions *store.Bulk
 }
 
 // slowSend is the channel latency worth one more concurrent send.
@@ -150,7 +156,14 @@ func New(o Options) *Dispatcher {
 	if o.Retry.Timeout <= 0 {
 		o.Retry.Timeout = 10 * time.Second
 	}
-	return &Dispatcher{o: o, log: o.Logger.With("component", "outbox"), wake: make(chan struct{}, 1), lanes: map[string]*lane{}}
+	return &Dispatcher{o: o, log: o.Logger.With("component", "outbox"), wake: make(chan struct{}, 1), lanes: map[string]*lane{},
+		leases: store.NewBulk(`WITH v(id, lease, at) AS (VALUES %s)
+			UPDATE outbox SET status = 'sending', next_at = v.lease, updated_at = v.at FROM v WHERE outbox.id = v.id`, 3),
+		sentRows: store.NewBulk(`WITH v(id, attempt, at) AS (VALUES %s)
+			UPDATE outbox SET status = 'sent', attempts = v.attempt, sent_at = v.at, updated_at = v.at, last_error = '' FROM v WHERE outbox.id = v.id`, 3),
+		attemptRows: store.Insert("attempts (notification, at, channel, attempt, ok, retry, error, millis)", 8),
+		decisions:   store.Insert("decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)", 10),
+	}
 }
 
 // Wake asks the dispatcher to look for work now. It never blocks.
@@ -180,18 +193,59 @@ func (d *Dispatcher) Run(ctx context.Context, interval time.Duration) {
 		case <-time.After(backoff):
 		}
 	}
+	d.pipeline(ctx, t.C)
+}
+
+// pipeline delivers until ctx ends: while one batch is sent, the outcomes
+// of the batch before are recorded, so the sends (the channel's time) and
+// the SQLite writes (this process's time) overlap instead of adding up.
+// The sent log keeps one generation per batch in flight.
+func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
+	var (
+		recording chan error          // the previous batch's record; nil when none
+		inRecord  map[string]struct{} // its rows
+		gen       int
+	)
+	settle := func() bool {
+		if recording == nil {
+			return true
+		}
+		err := <-recording
+		recording, inRecord = nil, nil
+		return err == nil
+	}
+	defer settle()
 	for {
-		n, err := d.RunOnce(ctx)
+		rows, err := d.claim(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.log.Error("dispatch", "err", err)
 		}
-		if n > 0 && err == nil {
+		// A row of the batch being recorded can only come back if its lease
+		// ran out while it was sent; its outcome is about to commit.
+		rows = slices.DeleteFunc(rows, func(r *row) bool { _, ok := inRecord[r.id]; return ok })
+		if len(rows) > 0 {
+			results := d.sendAll(ctx, rows, gen)
+			if !settle() {
+				return // ctx ended with outcomes unrecorded: the sent log keeps them
+			}
+			recording, inRecord = make(chan error, 1), make(map[string]struct{}, len(rows))
+			for _, r := range rows {
+				inRecord[r.id] = struct{}{}
+			}
+			go func(results []result, gen int) { recording <- d.recordAll(ctx, results, gen) }(results, gen)
+			gen ^= 1
 			continue
+		}
+		if recording != nil {
+			if !settle() {
+				return
+			}
+			continue // its retries may be due
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		case <-d.wake:
 		}
 	}
@@ -264,7 +318,7 @@ func (d *Dispatcher) Recover(ctx context.Context) error {
 		d.log.Info("recovered deliveries of a previous run", "recorded_from_sent_log", recorded, "resending", n)
 	}
 	d.left = nil
-	return d.sent.reset()
+	return errors.Join(d.sent.reset(0), d.sent.reset(1))
 }
 
 // RunOnce claims due rows, sends them (see lane for how many at once) and
@@ -274,6 +328,12 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
+	return len(rows), d.recordAll(ctx, d.sendAll(ctx, rows, 0), 0)
+}
+
+// sendAll sends rows (see lane for how many at once), noting accepted
+// sends in generation gen of the sent log.
+func (d *Dispatcher) sendAll(ctx context.Context, rows []*row, gen int) []result {
 	results := make([]result, len(rows))
 	sem := make(chan struct{}, d.o.Workers)
 	var wg sync.WaitGroup
@@ -285,22 +345,22 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = d.send(ctx, r)
+			results[i] = d.send(ctx, r, gen)
 			l.release(results[i].took)
 		}()
 	}
 	wg.Wait()
-	return len(rows), d.recordAll(ctx, results)
+	return results
 }
 
 // recordAll commits the outcomes, retrying while the store refuses: the
 // sends happened, and a row left leased would be sent again. If ctx ends
 // first, the sent log keeps the deliveries for Recover.
-func (d *Dispatcher) recordAll(ctx context.Context, results []result) error {
+func (d *Dispatcher) recordAll(ctx context.Context, results []result, gen int) error {
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		err := d.record(context.WithoutCancel(ctx), results)
 		if err == nil {
-			if err := d.sent.reset(); err != nil {
+			if err := d.sent.reset(gen); err != nil {
 				d.log.Warn("could not empty the sent log", "err", err)
 			}
 			return nil
@@ -348,11 +408,16 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*row, error) {
 		out = append(out, r)
 	}
 	q.Close()
-	lease := store.Millis(now.Add(2*d.o.Retry.Timeout + time.Second))
+	if err := q.Err(); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	lease, at := store.Millis(now.Add(2*d.o.Retry.Timeout+time.Second)), store.Millis(now)
+	args := make([]any, 0, 3*len(out))
 	for _, r := range out {
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sending', next_at = ?, updated_at = ? WHERE id = ?`, lease, store.Millis(now), r.id); err != nil {
-			return nil, fmt.Errorf("claim: %w", err)
-		}
+		args = append(args, r.id, lease, at)
+	}
+	if err := d.leases.Exec(ctx, tx, args); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -360,7 +425,7 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*row, error) {
 	return out, nil
 }
 
-func (d *Dispatcher) send(ctx context.Context, r *row) result {
+func (d *Dispatcher) send(ctx context.Context, r *row, gen int) result {
 	res := result{row: r}
 	if r.hop >= len(r.cands) {
 		res.err = errors.New("no channel left")
@@ -392,7 +457,7 @@ func (d *Dispatcher) send(ctx context.Context, r *row) result {
 	res.at = d.o.Clock.Now()
 	if err == nil {
 		res.ok = true
-		if lerr := d.sent.add(sentEntry{ID: r.id, Channel: c.Channel, Attempt: r.attempts + 1, At: store.Millis(res.at), Millis: res.took.Milliseconds()}); lerr != nil {
+		if lerr := d.sent.add(gen, sentEntry{ID: r.id, Channel: c.Channel, Attempt: r.attempts + 1, At: store.Millis(res.at), Millis: res.took.Milliseconds()}); lerr != nil {
 			d.log.Error("could not note a delivery; a crash before it is recorded would send it again", "id", r.id, "err", lerr)
 		}
 	} else {
@@ -436,21 +501,39 @@ func (d *Dispatcher) Backoff(attempt int) time.Duration {
 	return b
 }
 
+// record commits a batch's outcomes: an attempt row each, the new status,
+// and a decision for a delivery, a fallback or a failure. The common case,
+// delivered, is written many rows per statement.
 func (d *Dispatcher) record(ctx context.Context, results []result) error {
 	tx, err := d.o.Store.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
 	defer tx.Rollback()
+	var o outcomes
 	for _, res := range results {
-		if err := d.recordOne(ctx, tx, res); err != nil {
+		if err := d.outcome(ctx, tx, res, &o); err != nil {
 			return fmt.Errorf("record %s: %w", res.row.id, err)
 		}
+	}
+	if err := d.sentRows.Exec(ctx, tx, o.sent); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := d.attemptRows.Exec(ctx, tx, o.attempts); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := d.decisions.Exec(ctx, tx, o.decisions); err != nil {
+		return fmt.Errorf("record: %w", err)
 	}
 	return tx.Commit()
 }
 
-func (d *Dispatcher) recordOne(ctx context.Context, tx *sql.Tx, res result) error {
+// outcomes are the rows of one record, flattened for store.Bulk.
+type outcomes struct{ sent, attempts, decisions []any }
+
+// outcome adds one result to o; a row that is not delivered changes its
+// status here.
+func (d *Dispatcher) outcome(ctx context.Context, tx *sql.Tx, res result, o *outcomes) error {
 	r := res.row
 	at := store.Millis(res.at)
 	channel := ""
@@ -462,22 +545,16 @@ func (d *Dispatcher) recordOne(ctx context.Context, tx *sql.Tx, res result) erro
 	if res.err != nil {
 		errText = res.err.Error()
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (notification, at, channel, attempt, ok, retry, error, millis) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.id, at, channel, attempt, boolInt(res.ok), boolInt(res.retry), errText, res.took.Milliseconds()); err != nil {
-		return err
-	}
-	decide := func(verdict, reason string) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 'live')`,
-			at, r.rule, r.etype, r.ekey, r.customer, verdict, reason, r.id)
-		return err
+	o.attempts = append(o.attempts, r.id, at, channel, attempt, boolInt(res.ok), boolInt(res.retry), errText, res.took.Milliseconds())
+	decide := func(verdict, reason string) {
+		o.decisions = append(o.decisions, at, r.rule, r.etype, r.ekey, r.customer, verdict, reason, r.id, "", "live")
 	}
 	switch {
 	case res.ok:
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sent', attempts = ?, sent_at = ?, updated_at = ?, last_error = '' WHERE id = ?`, attempt, at, at, r.id); err != nil {
-			return err
-		}
+		o.sent = append(o.sent, r.id, attempt, at)
 		d.log.Info("delivered", "id", r.id, "rule", r.rule, "channel", channel, "customer", r.customer, "attempt", attempt)
-		return decide(policy.VerdictDelivered, fmt.Sprintf("via %s, attempt %d", channel, attempt))
+		decide(policy.VerdictDelivered, fmt.Sprintf("via %s, attempt %d", channel, attempt))
+		return nil
 	case res.retry && attempt < d.o.Retry.Attempts:
 		next := res.at.Add(d.Backoff(attempt))
 		_, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'retry', attempts = ?, next_at = ?, updated_at = ?, last_error = ? WHERE id = ?`,
@@ -486,20 +563,20 @@ func (d *Dispatcher) recordOne(ctx context.Context, tx *sql.Tx, res result) erro
 		return err
 	case r.hop+1 < len(r.cands):
 		nextCh := r.cands[r.hop+1].Channel
-		why := fmt.Sprintf("%s failed after %d attempt(s): %s; falling back to %s", channel, attempt, errText, nextCh)
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', hop = hop + 1, attempts = 0, next_at = ?, updated_at = ?, last_error = ? WHERE id = ?`,
 			at, at, errText, r.id); err != nil {
 			return err
 		}
 		d.log.Warn("delivery failed; falling back", "id", r.id, "channel", channel, "next_channel", nextCh, "err", errText)
-		return decide(policy.VerdictFallback, why)
+		decide(policy.VerdictFallback, fmt.Sprintf("%s failed after %d attempt(s): %s; falling back to %s", channel, attempt, errText, nextCh))
+		return nil
 	default:
-		why := fmt.Sprintf("%s failed after %d attempt(s): %s", channel, attempt, errText)
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'failed', attempts = ?, updated_at = ?, last_error = ? WHERE id = ?`, attempt, at, errText, r.id); err != nil {
 			return err
 		}
 		d.log.Error("delivery failed", "id", r.id, "rule", r.rule, "channel", channel, "err", errText)
-		return decide(policy.VerdictFailed, why)
+		decide(policy.VerdictFailed, fmt.Sprintf("%s failed after %d attempt(s): %s", channel, attempt, errText))
+		return nil
 	}
 }
 

@@ -137,7 +137,7 @@ func TestLeaseRecoversACrashedSend(t *testing.T) {
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("claim: %v %d", err, len(rows))
 	}
-	_ = d.send(ctx, rows[0])
+	_ = d.send(ctx, rows[0], 0)
 	if n, _ := d.RunOnce(ctx); n != 0 {
 		t.Fatal("a leased row was sent again before its lease ended")
 	}

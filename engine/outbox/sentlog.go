@@ -19,11 +19,15 @@ import (
 // entries mark their rows sent instead of sending them again, so the only
 // notification a crash can repeat is one whose channel accepted it in the
 // microseconds before its entry was written.
+//
+// It is two files, one per generation: the dispatcher sends one batch
+// while the outcomes of the one before commit, and emptying the file of
+// the committed batch must not drop the notes of the batch in flight.
+// Generation 0 is the configured path, generation 1 the path + ".1".
 type sentLog struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-	n    int // entries since the last reset
+	mu sync.Mutex
+	f  [2]*os.File
+	n  [2]int // entries since the last reset
 }
 
 type sentEntry struct {
@@ -34,13 +38,28 @@ type sentEntry struct {
 	Millis  int64  `json:"millis"` // how long the channel took
 }
 
-// openSentLog opens (creating) the log and returns the entries a previous
-// run left behind. A torn last line (a crash mid-write) is ignored: that
-// send is treated as unconfirmed and sent again.
+// openSentLog opens (creating) both files and returns the entries a
+// previous run left behind. A torn last line (a crash mid-write) is
+// ignored: that send is treated as unconfirmed and sent again.
 func openSentLog(path string) (*sentLog, []sentEntry, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("sent log: %w", err)
 	}
+	l := &sentLog{}
+	var left []sentEntry
+	for gen, p := range [2]string{path, path + ".1"} {
+		f, entries, err := openSentFile(p)
+		if err != nil {
+			_ = l.close()
+			return nil, nil, err
+		}
+		l.f[gen], l.n[gen] = f, len(entries)
+		left = append(left, entries...)
+	}
+	return l, left, nil
+}
+
+func openSentFile(path string) (*os.File, []sentEntry, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sent log: %w", err)
@@ -57,11 +76,11 @@ func openSentLog(path string) (*sentLog, []sentEntry, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("sent log %s: %w", path, err)
 	}
-	return &sentLog{path: path, f: f, n: len(left)}, left, nil
+	return f, left, nil
 }
 
-// add appends one accepted send.
-func (l *sentLog) add(e sentEntry) error {
+// add appends one accepted send to generation gen (0 or 1).
+func (l *sentLog) add(gen int, e sentEntry) error {
 	if l == nil {
 		return nil
 	}
@@ -69,27 +88,27 @@ func (l *sentLog) add(e sentEntry) error {
 	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, err := l.f.Write(b); err != nil {
+	if _, err := l.f[gen].Write(b); err != nil {
 		return fmt.Errorf("sent log: %w", err)
 	}
-	l.n++
+	l.n[gen]++
 	return nil
 }
 
-// reset empties the log once every entry's outcome is committed.
-func (l *sentLog) reset() error {
+// reset empties generation gen once every entry's outcome is committed.
+func (l *sentLog) reset(gen int) error {
 	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n == 0 {
+	if l.n[gen] == 0 {
 		return nil
 	}
-	if err := l.f.Truncate(0); err != nil {
+	if err := l.f[gen].Truncate(0); err != nil {
 		return fmt.Errorf("sent log: %w", err)
 	}
-	l.n = 0
+	l.n[gen] = 0
 	return nil
 }
 
@@ -97,5 +116,11 @@ func (l *sentLog) close() error {
 	if l == nil {
 		return nil
 	}
-	return l.f.Close()
+	var errs []error
+	for _, f := range l.f {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -32,8 +32,10 @@ func TestRecoverFromSentLog(t *testing.T) {
 	if err != nil || len(left) != 0 {
 		t.Fatalf("fresh log: %v %v", left, err)
 	}
-	for _, id := range []string{"n1", "n2"} {
-		if err := l.add(sentEntry{ID: id, Channel: "email", Attempt: 1, At: store.Millis(t0), Millis: 3}); err != nil {
+	// n1 from the batch whose outcomes were being recorded (generation 0),
+	// n2 from the batch sent meanwhile (generation 1).
+	for gen, id := range []string{"n1", "n2"} {
+		if err := l.add(gen, sentEntry{ID: id, Channel: "email", Attempt: 1, At: store.Millis(t0), Millis: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,8 +60,10 @@ func TestRecoverFromSentLog(t *testing.T) {
 	if delivered != 2 {
 		t.Errorf("%d delivered decisions, want 2", delivered)
 	}
-	if b, _ := os.ReadFile(logPath); len(b) != 0 {
-		t.Errorf("sent log not emptied: %q", b)
+	for _, p := range []string{logPath, logPath + ".1"} {
+		if b, _ := os.ReadFile(p); len(b) != 0 {
+			t.Errorf("sent log %s not emptied: %q", filepath.Base(p), b)
+		}
 	}
 	// n3 is due now, not in an hour, and is the only one sent.
 	if n, err := d.RunOnce(ctx); n != 1 || err != nil {
