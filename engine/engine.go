@@ -367,11 +367,13 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		}
 	}
 	b.lastSeq = maxSeq
-	// A batch well below intake.batch means the stream is keeping up:
-	// write everything, so state on disk is current whenever events are
-	// not queueing (explain on the file, backups). Write-back pays off
-	// under load, when batches fill up.
-	b.flushAll = len(ps) < max(e.cfg.Intake.Batch/4, 1)
+	// A batch of a few events (under intake.batch/64) means the stream is
+	// quiet: write everything, so state on disk is current whenever events
+	// are not arriving (explain on the file, backups). Not at every batch
+	// below full: at half of the maximum rate, batches of a hundred events
+	// wrote everything each time, and the extra writes doubled the median
+	// latency (BENCHMARKS.md).
+	b.flushAll = len(ps) < max(e.cfg.Intake.Batch/64, 1)
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}

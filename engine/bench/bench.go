@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -77,6 +78,9 @@ type Options struct {
 	Dir string
 	// CPUProfile, if set, receives a CPU profile of the engine run.
 	CPUProfile string
+	// Trace, if set, receives an execution trace (go tool trace) of the
+	// engine draining the backlog: where its goroutine waits.
+	Trace string
 	// Progress receives progress lines (nil = none).
 	Progress io.Writer
 	// Seed makes the generated world reproducible (default 1).
@@ -588,8 +592,22 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 		return err
 	}
 	r.d = d
+	if r.o.Trace != "" {
+		f, err := os.Create(r.o.Trace)
+		if err != nil {
+			return fmt.Errorf("bench: trace: %w", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return fmt.Errorf("bench: trace: %w", err)
+		}
+	}
 	target := uint64(r.o.Events)
-	if err := r.waitSeq(ctx, target, true); err != nil {
+	err = r.waitSeq(ctx, target, true)
+	if r.o.Trace != "" {
+		trace.Stop()
+	}
+	if err != nil {
 		return err
 	}
 	r.commits.mu.Lock()
