@@ -106,12 +106,12 @@ type Engine struct {
 	// for contacted_within().
 	currentCustomer string
 	// needsCust caches ifNeedsCustomer per program of the rule set in force.
-	needsCust   map[*vm.Program]bool
+	needsCust map[*vm.Program]bool
 	// decisionRows and journalRows write a batch's rows (rowbuf.go).
 	decisionRows, journalRows *store.Bulk
-	ttlCursor   map[string]string
-	expireEvery time.Duration
-	lastExpire  time.Time
+	ttlCursor                 map[string]string
+	expireEvery               time.Duration
+	lastExpire                time.Time
 	// Write-back (writeback.go): entity changes and journal rows not yet
 	// written, oldest first; how far each is written; whether the events
 	// above those positions still have to be merged again after a restart.
