@@ -121,13 +121,22 @@ func prepared(b *testing.B, e *Engine, seq uint64, subject string, body []byte) 
 // orders, 40% firing one rule (dedup per rule and order, so repeats are
 // recorded as deduped). ns/op is per event.
 func BenchmarkHandleBatch(b *testing.B) {
-	for _, journal := range []bool{true, false} {
-		b.Run(fmt.Sprintf("journal=%t", journal), func(b *testing.B) {
-			e := newBenchEngine(b, journal)
+	for _, c := range []struct {
+		journal bool
+		batch   int
+	}{{true, 512}, {false, 512}, {true, 64}} {
+		name := fmt.Sprintf("journal=%t", c.journal)
+		if c.batch != 512 {
+			// Batches of 64 are what the intake takes at a moderate rate
+			// (the stream keeping up): write-back still coalesces.
+			name += fmt.Sprintf("/batch=%d", c.batch)
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newBenchEngine(b, c.journal)
 			ctx := context.Background()
 			reasons := []string{"routine", "fire", "routine", "customs", "routine", "fire", "weather", "routine", "routine", "fire"}
 			seq := uint64(0)
-			batch := make([]*Prepared, 0, 512)
+			batch := make([]*Prepared, 0, c.batch)
 			b.ReportAllocs()
 			defer cpumeter.Start().Report(b)
 			for b.Loop() {
