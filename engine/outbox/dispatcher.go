@@ -196,57 +196,78 @@ func (d *Dispatcher) Run(ctx context.Context, interval time.Duration) {
 	d.pipeline(ctx, t.C)
 }
 
-// pipeline delivers until ctx ends: while one batch is sent, the outcomes
-// of the batch before are recorded, so the sends (the channel's time) and
-// the SQLite writes (this process's time) overlap instead of adding up.
-// The sent log keeps one generation per batch in flight.
+// pipeline delivers until ctx ends. While one batch is sent, the outcomes
+// of the batch before are recorded and the next batch is claimed, so the
+// sends (the channel's time) and the SQLite work (this process's time)
+// overlap instead of adding up. The sent log keeps one generation per
+// batch in flight.
 func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 	var (
-		recording chan error          // the previous batch's record; nil when none
-		inRecord  map[string]struct{} // its rows
-		gen       int
+		rows    []*row   // the batch to send next
+		results []result // the batch sent last, outcomes not yet recorded
+		gen     int      // sent-log generation of the batch to send next
 	)
-	settle := func() bool {
-		if recording == nil {
-			return true
-		}
-		err := <-recording
-		recording, inRecord = nil, nil
-		return err == nil
-	}
-	defer settle()
 	for {
-		rows, err := d.claim(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.log.Error("dispatch", "err", err)
-		}
-		// A row of the batch being recorded can only come back if its lease
-		// ran out while it was sent; its outcome is about to commit.
-		rows = slices.DeleteFunc(rows, func(r *row) bool { _, ok := inRecord[r.id]; return ok })
-		if len(rows) > 0 {
-			results := d.sendAll(ctx, rows, gen)
-			if !settle() {
-				return // ctx ended with outcomes unrecorded: the sent log keeps them
+		if ctx.Err() != nil {
+			// Stopping: record what was sent; rows claimed but not sent are
+			// due at once after the restart (Recover).
+			if results != nil {
+				_ = d.recordAll(ctx, results, gen^1)
 			}
-			recording, inRecord = make(chan error, 1), make(map[string]struct{}, len(rows))
-			for _, r := range rows {
-				inRecord[r.id] = struct{}{}
-			}
-			go func(results []result, gen int) { recording <- d.recordAll(ctx, results, gen) }(results, gen)
-			gen ^= 1
-			continue
-		}
-		if recording != nil {
-			if !settle() {
-				return
-			}
-			continue // its retries may be due
-		}
-		select {
-		case <-ctx.Done():
 			return
-		case <-tick:
-		case <-d.wake:
+		}
+		if len(rows) == 0 && results == nil {
+			var err error
+			if rows, err = d.claim(ctx); err != nil && ctx.Err() == nil {
+				d.log.Error("dispatch", "err", err)
+			}
+			if len(rows) == 0 {
+				select {
+				case <-ctx.Done():
+				case <-tick:
+				case <-d.wake:
+				}
+				continue
+			}
+		}
+		// In flight: the rows about to be sent and the rows being recorded.
+		// The claim below can only return one of them if its lease ran out
+		// while it waited or was sent; it is not sent twice.
+		inFlight := make(map[string]struct{}, len(rows)+len(results))
+		for _, r := range rows {
+			inFlight[r.id] = struct{}{}
+		}
+		for _, res := range results {
+			inFlight[res.row.id] = struct{}{}
+		}
+		type background struct {
+			next []*row
+			err  error // recording failed until ctx ended
+		}
+		bg := make(chan background, 1)
+		go func(results []result, gen int) {
+			var b background
+			if results != nil {
+				if b.err = d.recordAll(ctx, results, gen); b.err != nil {
+					bg <- b
+					return
+				}
+			}
+			next, err := d.claim(ctx)
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("dispatch", "err", err)
+			}
+			b.next = slices.DeleteFunc(next, func(r *row) bool { _, ok := inFlight[r.id]; return ok })
+			bg <- b
+		}(results, gen^1)
+		sent := d.sendAll(ctx, rows, gen)
+		b := <-bg
+		if b.err != nil {
+			return // ctx ended with outcomes unrecorded: the sent log keeps them
+		}
+		rows, results, gen = b.next, nil, gen^1
+		if len(sent) > 0 {
+			results = sent
 		}
 	}
 }
@@ -332,12 +353,18 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 }
 
 // sendAll sends rows (see lane for how many at once), noting accepted
-// sends in generation gen of the sent log.
+// sends in generation gen of the sent log. Once ctx ends it starts no
+// more sends; it returns the results of those it made.
 func (d *Dispatcher) sendAll(ctx context.Context, rows []*row, gen int) []result {
 	results := make([]result, len(rows))
 	sem := make(chan struct{}, d.o.Workers)
 	var wg sync.WaitGroup
+	started := 0
 	for i, r := range rows {
+		if ctx.Err() != nil {
+			break // stopping: the rest stay leased, due at once after a restart
+		}
+		started++
 		l := d.lane(r)
 		l.acquire(d.o.Workers)
 		wg.Add(1)
@@ -350,7 +377,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, rows []*row, gen int) []result
 		}()
 	}
 	wg.Wait()
-	return results
+	return results[:started]
 }
 
 // recordAll commits the outcomes, retrying while the store refuses: the

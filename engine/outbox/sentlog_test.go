@@ -2,8 +2,10 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,4 +121,91 @@ func TestLanePacesByLatency(t *testing.T) {
 			t.Errorf("channel answering in %s: %d concurrent sends, want %d..%d", c.delay, m, c.atLeast, c.atMost)
 		}
 	}
+}
+
+// counting accepts every notification, counts them per idempotency key,
+// and calls stop after the stopAt-th.
+type counting struct {
+	mu     sync.Mutex
+	keys   map[string]int
+	n      int
+	stopAt int
+	stop   func()
+}
+
+func (c *counting) Notify(_ context.Context, n *notifiers.Notification) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys[n.IdempotencyKey]++
+	c.n++
+	if c.n == c.stopAt {
+		c.stop()
+	}
+	return false, nil
+}
+
+// Stopping Run in the middle of a backlog — one batch sent, the one before
+// it being recorded, the next claimed — ends it without sending the rest,
+// and a new dispatcher on the same store and sent log sends every
+// notification that was not delivered, and none twice.
+func TestStopMidBacklogThenRestartSendsEachOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := &counting{keys: map[string]int{}, stopAt: 700, stop: cancel}
+	st, clk, _ := setup(t, nil)
+	const total = 2000
+	for i := 0; i < total; i++ {
+		enqueue(t, st, fmt.Sprintf("n%04d", i), policy.Candidate{Channel: "email", Address: "a@example.com"})
+	}
+	logPath := filepath.Join(t.TempDir(), "outbox-sent.log")
+	opts := Options{Store: st, Clock: clk, Channels: map[string]notifiers.Notifier{"email": ch}, Batch: 256,
+		Retry: Retry{Attempts: 3, Backoff: time.Minute, Timeout: time.Second}, SentLog: logPath}
+	New(opts).Run(ctx, time.Hour)
+	if ch.n >= total {
+		t.Fatalf("a stopped dispatcher sent the whole backlog (%d)", ch.n)
+	}
+	firstRun := ch.n
+
+	// The restart: everything left is sent, nothing twice.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	ch.mu.Lock()
+	ch.stopAt, ch.stop = total+1, func() {}
+	ch.mu.Unlock()
+	done := make(chan struct{})
+	d := New(opts)
+	go func() { defer close(done); d.Run(ctx2, 5*time.Millisecond) }()
+	for {
+		var sent int
+		if err := st.R.QueryRow(`SELECT count(*) FROM outbox WHERE status = 'sent'`).Scan(&sent); err != nil {
+			t.Fatal(err)
+		}
+		if sent == total {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("dispatcher ended with %d of %d sent", sent, total)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel2()
+	<-done
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for k, n := range ch.keys {
+		if n != 1 {
+			t.Errorf("%s sent %d times", k, n)
+		}
+	}
+	if len(ch.keys) != total {
+		t.Errorf("%d distinct notifications sent, want %d", len(ch.keys), total)
+	}
+	var attempts, delivered int
+	_ = st.R.QueryRow(`SELECT count(*) FROM attempts`).Scan(&attempts)
+	_ = st.R.QueryRow(`SELECT count(*) FROM decisions WHERE verdict = 'delivered'`).Scan(&delivered)
+	if attempts != total || delivered != total {
+		t.Errorf("%d attempts and %d delivered decisions recorded, want %d each", attempts, delivered, total)
+	}
+	t.Logf("first run sent %d of %d before it stopped", firstRun, total)
 }
