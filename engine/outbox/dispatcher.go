@@ -99,13 +99,19 @@ type lane struct {
 	latency  time.Duration // moving average
 }
 
-func (l *lane) acquire(maxWorkers int) {
+// acquire waits for a free slot and returns how many sends the lane
+// allows at once now.
+func (l *lane) acquire(maxWorkers int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.inflight >= min(1+int(l.latency/slowSend), maxWorkers) {
+	for {
+		limit := min(1+int(l.latency/slowSend), maxWorkers)
+		if l.inflight < limit {
+			l.inflight++
+			return limit
+		}
 		l.cond.Wait()
 	}
-	l.inflight++
 }
 
 func (l *lane) release(took time.Duration) {
@@ -366,7 +372,14 @@ func (d *Dispatcher) sendAll(ctx context.Context, rows []*row, gen int) []result
 		}
 		started++
 		l := d.lane(r)
-		l.acquire(d.o.Workers)
+		if l.acquire(d.o.Workers) == 1 {
+			// One at a time: send from here. A goroutine per send cost a
+			// start, a stack growth and two hand-offs each time, on the
+			// path of every send of a fast channel (BENCHMARKS.md).
+			results[i] = d.send(ctx, r, gen)
+			l.release(results[i].took)
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
