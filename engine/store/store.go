@@ -42,7 +42,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Set("_synchronous", "NORMAL")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_txlock", "immediate")
-	q.Set("_cache_size", "-65536") // 64 MiB page cache
+	// A 32 MiB page cache: 64 MiB measured no faster (1M orders: 25,618
+	// vs 24,791 events/s) and was 48 MB more of the all-in-one daemon's
+	// RSS with a million entities (BENCHMARKS.md, "Memory").
+	q.Set("_cache_size", "-32768")
 	// Keep prepared statements on the writer connection: the engine runs
 	// the same few dozen statements for every event, and compiling the SQL
 	// each time was the largest single cost of a batch (BENCHMARKS.md).
