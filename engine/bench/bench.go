@@ -576,37 +576,23 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	if r.o.CPUProfile != "" {
-		f, err := os.Create(r.o.CPUProfile)
-		if err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := recordTo(r.o.CPUProfile, "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	r.progress("engine: draining the backlog")
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
 	r.d = d
-	if r.o.Trace != "" {
-		f, err := os.Create(r.o.Trace)
-		if err != nil {
-			return fmt.Errorf("bench: trace: %w", err)
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return fmt.Errorf("bench: trace: %w", err)
-		}
+	stopTrace, err := recordTo(r.o.Trace, "trace", trace.Start, trace.Stop)
+	if err != nil {
+		return err
 	}
 	target := uint64(r.o.Events)
 	err = r.waitSeq(ctx, target, true)
-	if r.o.Trace != "" {
-		trace.Stop()
-	}
+	stopTrace()
 	if err != nil {
 		return err
 	}
@@ -647,6 +633,26 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	}
 	r.progress("webhook: %d delivered in %.1fs, %.0f/s", n, rep.DeliverSecs, rep.DeliverRate)
 	return nil
+}
+
+// recordTo starts a CPU profile or an execution trace into path (nothing
+// when path is empty) and returns what stops it.
+func recordTo(path, what string, start func(io.Writer) error, stop func()) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", what, err)
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: %s: %w", what, err)
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
 
 func (r *runner) outboxRows(ctx context.Context) (int, error) {
