@@ -236,15 +236,14 @@ func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 				continue
 			}
 		}
-		// In flight: the rows about to be sent and the rows being recorded.
-		// The claim below can only return one of them if its lease ran out
-		// while it waited or was sent; it is not sent twice.
-		inFlight := make(map[string]struct{}, len(rows)+len(results))
+		// In flight while the claim below runs: the rows being sent. It can
+		// only return one of them if its lease ran out while it waited or
+		// was sent; it is not sent twice. (The rows being recorded are
+		// recorded before that claim: one that falls back to another
+		// channel is due again at once, and is sent.)
+		inFlight := make(map[string]struct{}, len(rows))
 		for _, r := range rows {
 			inFlight[r.id] = struct{}{}
-		}
-		for _, res := range results {
-			inFlight[res.row.id] = struct{}{}
 		}
 		type background struct {
 			next []*row

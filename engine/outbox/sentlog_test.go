@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -208,4 +209,37 @@ func TestStopMidBacklogThenRestartSendsEachOnce(t *testing.T) {
 		t.Errorf("%d attempts and %d delivered decisions recorded, want %d each", attempts, delivered, total)
 	}
 	t.Logf("first run sent %d of %d before it stopped", firstRun, total)
+}
+
+// In Run, a notification whose channel fails for good falls back to the
+// next channel and is sent there at once — not held until the lease the
+// claim gave it runs out (the virtual clock never moves here, so a row
+// left leased would never be sent).
+func TestRunSendsAFallbackAtOnce(t *testing.T) {
+	sms := &scripted{plan: []error{errors.New("invalid number")}}
+	email := &scripted{}
+	st, clk, _ := setup(t, nil)
+	enqueue(t, st, "n1", policy.Candidate{Channel: "sms", Address: "+1"}, policy.Candidate{Channel: "email", Address: "a@x"})
+	d := New(Options{Store: st, Clock: clk, Channels: map[string]notifiers.Notifier{"sms": sms, "email": email},
+		Retry: Retry{Attempts: 3, Backoff: time.Minute, Timeout: time.Second}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx, time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, hop, _ := status(t, st, "n1"); s == "sent" && hop == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s, hop, _ := status(t, st, "n1")
+			t.Fatalf("fallback not sent: status %s, hop %d; email calls %v", s, hop, email.calls)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	email.mu.Lock()
+	defer email.mu.Unlock()
+	if len(email.calls) != 1 || email.calls[0] != "r/n1@email:a@x" {
+		t.Fatalf("email calls %v", email.calls)
+	}
 }
