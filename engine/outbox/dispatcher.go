@@ -258,11 +258,13 @@ func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 					return
 				}
 			}
-			next, err := d.claim(ctx)
-			if err != nil && ctx.Err() == nil {
-				d.log.Error("dispatch", "err", err)
+			if ctx.Err() == nil { // stopping: claim nothing more
+				next, err := d.claim(ctx)
+				if err != nil && ctx.Err() == nil {
+					d.log.Error("dispatch", "err", err)
+				}
+				b.next = slices.DeleteFunc(next, func(r *row) bool { _, ok := inFlight[r.id]; return ok })
 			}
-			b.next = slices.DeleteFunc(next, func(r *row) bool { _, ok := inFlight[r.id]; return ok })
 			bg <- b
 		}(results, gen^1)
 		sent := d.sendAll(ctx, rows, gen)
