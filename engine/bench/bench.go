@@ -278,12 +278,21 @@ func (r *runner) progress(format string, args ...any) {
 	fmt.Fprintf(r.o.Progress, "bench: "+format+"\n", args...)
 }
 
-// extraIntake adds intake keys the options set to the daemon's config.
+// extraIntake adds the intake keys the options set to the daemon's
+// configuration file, which both the in-process run and the memory run's
+// child daemon read.
 func extraIntake(o Options) string {
-	if o.EntityCache > 0 {
-		return fmt.Sprintf(", entity_cache: %d", o.EntityCache)
+	var s string
+	if o.Batch > 0 {
+		s += fmt.Sprintf(", batch: %d", o.Batch)
 	}
-	return ""
+	if o.MaxWait > 0 {
+		s += fmt.Sprintf(", max_wait: %s", o.MaxWait)
+	}
+	if o.EntityCache > 0 {
+		s += fmt.Sprintf(", entity_cache: %d", o.EntityCache)
+	}
+	return s
 }
 
 // newRunner prepares a run of o (defaults applied): its work directory and
@@ -361,12 +370,6 @@ log: { level: warn }
 	cfg.Rules = rulesDir
 	cfg.Data = filepath.Join(r.dir, "data")
 	cfg.NATS.URL = ns.ClientURL()
-	if r.o.MaxWait > 0 {
-		cfg.Intake.MaxWait = config.Duration(r.o.MaxWait)
-	}
-	if r.o.Batch > 0 {
-		cfg.Intake.Batch = r.o.Batch
-	}
 	r.cfg = cfg
 	set, err := daemon.LoadRules(cfg)
 	if err != nil {
