@@ -57,7 +57,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
-	if err := e.flushRows(ctx, b, &b.decisions); err != nil {
+	if err := b.decisions.flush(ctx, b.tx); err != nil {
 		return err
 	}
 	if err := e.flushState(ctx, b, b.flushAll); err != nil {

@@ -18,10 +18,9 @@ func (rb *rowBuffer) add(vals ...any) { rb.args = append(rb.args, vals...) }
 
 func (rb *rowBuffer) rows() int { return len(rb.args) / rb.ins.Cols() }
 
-// flushRows writes the buffered rows in b's transaction and empties the
-// buffer.
-func (e *Engine) flushRows(ctx context.Context, b *batch, rb *rowBuffer) error {
-	if err := rb.ins.Exec(ctx, b.tx, rb.args); err != nil {
+// flush writes the buffered rows in tx and empties the buffer.
+func (rb *rowBuffer) flush(ctx context.Context, tx store.Execer) error {
+	if err := rb.ins.Exec(ctx, tx, rb.args); err != nil {
 		return err
 	}
 	clear(rb.args)

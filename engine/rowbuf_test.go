@@ -28,7 +28,7 @@ func TestFlushRowsEveryChunkSize(t *testing.T) {
 		for i := 0; i < n; i++ {
 			b.decisions.add(int64(total+i), "r", "order", fmt.Sprint("o-", total+i), "c", "sent", "why", "", "ev", "live")
 		}
-		if err := e.flushRows(ctx, b, &b.decisions); err != nil {
+		if err := b.decisions.flush(ctx, b.tx); err != nil {
 			t.Fatal(err)
 		}
 		if b.decisions.rows() != 0 {

@@ -114,7 +114,7 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 			b.journalRows.add(jr.vals[:]...)
 		}
 		wb.journalN = n
-		if err := e.flushRows(ctx, b, &b.journalRows); err != nil {
+		if err := b.journalRows.flush(ctx, b.tx); err != nil {
 			return err
 		}
 	}
