@@ -217,17 +217,13 @@ func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 		if ctx.Err() != nil {
 			// Stopping: record what was sent; rows claimed but not sent are
 			// due at once after the restart (Recover).
-			if results != nil {
+			if len(results) > 0 {
 				_ = d.recordAll(ctx, results, gen^1)
 			}
 			return
 		}
-		if len(rows) == 0 && results == nil {
-			var err error
-			if rows, err = d.claim(ctx); err != nil && ctx.Err() == nil {
-				d.log.Error("dispatch", "err", err)
-			}
-			if len(rows) == 0 {
+		if len(rows) == 0 && len(results) == 0 {
+			if rows = d.claimLogged(ctx); len(rows) == 0 {
 				select {
 				case <-ctx.Done():
 				case <-tick:
@@ -252,18 +248,14 @@ func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 		bg := make(chan background, 1)
 		go func(results []result, gen int) {
 			var b background
-			if results != nil {
+			if len(results) > 0 {
 				if b.err = d.recordAll(ctx, results, gen); b.err != nil {
 					bg <- b
 					return
 				}
 			}
 			if ctx.Err() == nil { // stopping: claim nothing more
-				next, err := d.claim(ctx)
-				if err != nil && ctx.Err() == nil {
-					d.log.Error("dispatch", "err", err)
-				}
-				b.next = slices.DeleteFunc(next, func(r *row) bool { _, ok := inFlight[r.id]; return ok })
+				b.next = slices.DeleteFunc(d.claimLogged(ctx), func(r *row) bool { _, ok := inFlight[r.id]; return ok })
 			}
 			bg <- b
 		}(results, gen^1)
@@ -272,11 +264,18 @@ func (d *Dispatcher) pipeline(ctx context.Context, tick <-chan time.Time) {
 		if b.err != nil {
 			return // ctx ended with outcomes unrecorded: the sent log keeps them
 		}
-		rows, results, gen = b.next, nil, gen^1
-		if len(sent) > 0 {
-			results = sent
-		}
+		rows, results, gen = b.next, sent, gen^1
 	}
+}
+
+// claimLogged is claim for the pipeline, which has no caller to return an
+// error to: it logs it, and the rows are claimed again on the next round.
+func (d *Dispatcher) claimLogged(ctx context.Context) []*row {
+	rows, err := d.claim(ctx)
+	if err != nil && ctx.Err() == nil {
+		d.log.Error("dispatch", "err", err)
+	}
+	return rows
 }
 
 type row struct {
