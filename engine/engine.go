@@ -313,6 +313,9 @@ func (e *Engine) setMsg(ev *event.Event) {
 	e.msgEnv["time"] = ev.Time
 }
 
+// quietBatch: a batch smaller than this means the stream is quiet.
+const quietBatch = 8
+
 // HandleBatch applies a batch of prepared events in one transaction and
 // commits it. When it returns nil every effect is durable and the caller may
 // ack; on error nothing of the batch is kept and the caller must not ack.
@@ -367,13 +370,15 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		}
 	}
 	b.lastSeq = maxSeq
-	// A batch of a few events (under intake.batch/64) means the stream is
-	// quiet: write everything, so state on disk is current whenever events
-	// are not arriving (explain on the file, backups). Not at every batch
-	// below full: at half of the maximum rate, batches of a hundred events
-	// wrote everything each time, and the extra writes doubled the median
-	// latency (BENCHMARKS.md).
-	b.flushAll = len(ps) < max(e.cfg.Intake.Batch/64, 1)
+	// A batch of a few events means the stream is quiet: write
+	// everything, so state on disk is current whenever events are not
+	// arriving (explain on the file, backups). Not at every batch below
+	// full: at half of the maximum rate batches hold a few hundred events
+	// and writing everything each time doubled the median latency. The
+	// threshold is at most quietBatch: tied to intake.batch alone it grew
+	// with the batch and wrote everything at every batch again
+	// (BENCHMARKS.md); with tiny batches configured, it is 1 (never).
+	b.flushAll = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1))
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}

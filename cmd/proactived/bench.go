@@ -28,6 +28,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Orders, "orders", 0, "order keys (default: min(4000, events/20))")
 	fs.IntVar(&o.Customers, "customers", 0, "customer keys (default: orders/4)")
 	fs.IntVar(&o.Batch, "batch", 0, "intake.batch (default: the daemon's)")
+	fs.IntVar(&o.CatchUpBatch, "catch-up-batch", 0, "intake.catch_up_batch (default: the daemon's)")
 	fs.DurationVar(&o.MaxWait, "max-wait", 0, "intake.max_wait (default: the daemon's)")
 	fs.IntVar(&o.EntityCache, "entity-cache", 0, "intake.entity_cache (default: the daemon's)")
 	fs.BoolVar(&journal, "journal", true, "keep the per-event journal (intake.journal)")

@@ -99,9 +99,12 @@ type Retry struct {
 
 // Intake tunes the event consumer.
 type Intake struct {
-	MaxEventBytes int      `yaml:"max_event_bytes"`
-	Batch         int      `yaml:"batch"`    // events per transaction
-	MaxWait       Duration `yaml:"max_wait"` // wait for a batch to fill
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	Batch         int `yaml:"batch"` // events per transaction
+	// CatchUpBatch is the most events per transaction while the engine is
+	// behind (more than a full batch already waiting).
+	CatchUpBatch int      `yaml:"catch_up_batch"`
+	MaxWait      Duration `yaml:"max_wait"` // wait for a batch to fill
 	// Journal keeps a per-entity event journal for explain. It costs a
 	// row per event.
 	Journal *bool `yaml:"journal"`
@@ -194,7 +197,7 @@ func Default() *Config {
 			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second)},
 			ScheduleGrace: Duration(time.Hour),
 		},
-		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, MaxWait: Duration(20 * time.Millisecond)},
+		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 8192, MaxWait: Duration(20 * time.Millisecond)},
 		Support: Support{Subject: "support.contacts"},
 		Log:     Log{Level: "info", Format: "auto"},
 		Channels: map[string]Channel{
@@ -366,7 +369,7 @@ var cfgShape = shape{
 		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil},
 		"schedule_grace": nil,
 	},
-	"intake":  {"max_event_bytes": nil, "batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
+	"intake":  {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
 	"support": {"subject": nil},
 	"log":     {"level": nil, "format": nil},
 }
@@ -416,6 +419,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Intake.Batch <= 0 {
 		errs = append(errs, "intake.batch must be positive")
+	}
+	if c.Intake.CatchUpBatch < 0 {
+		errs = append(errs, "intake.catch_up_batch must not be negative")
 	}
 	if c.Intake.EntityCache < 0 {
 		errs = append(errs, "intake.entity_cache must not be negative")

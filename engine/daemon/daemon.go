@@ -216,7 +216,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.intake, err = jsintake.New(jsintake.Options{
 		Conn: d.nc, Stream: cfg.NATS.Stream, Consumer: cfg.NATS.Consumer, Subjects: set.Subjects(),
 		DeadPrefix: cfg.NATS.DeadPrefix, MaxBytes: cfg.Intake.MaxEventBytes, Batch: cfg.Intake.Batch,
-		MaxWait: cfg.Intake.MaxWait.D(), Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.MaxAge.D(),
+		CatchUpBatch: cfg.Intake.CatchUpBatch,
+		MaxWait:      cfg.Intake.MaxWait.D(), Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.MaxAge.D(),
 		Handler: d.eng, Logger: d.log, Observer: d.metrics,
 	})
 	if err != nil {
