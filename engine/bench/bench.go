@@ -67,6 +67,8 @@ type Options struct {
 	Journal *bool
 	// Batch is intake.batch (default: the daemon's default).
 	Batch int
+	// CatchUpBatch is intake.catch_up_batch (0: the daemon's default).
+	CatchUpBatch int
 	// MaxWait is intake.max_wait (0: the daemon's default).
 	MaxWait time.Duration
 	// EntityCache is intake.entity_cache (0: the daemon's default).
@@ -98,7 +100,9 @@ type Report struct {
 	Customers int     `json:"customers"`
 	Journal   bool    `json:"journal"`
 	Batch     int     `json:"batch"`
-	AvgBytes  int     `json:"avg_event_bytes"`
+	// CatchUpBatch is intake.catch_up_batch: the batch over a backlog.
+	CatchUpBatch int `json:"catch_up_batch"`
+	AvgBytes     int `json:"avg_event_bytes"`
 
 	PublishRate float64 `json:"publish_events_per_sec"`
 	RawRate     float64 `json:"raw_consume_events_per_sec"`
@@ -219,7 +223,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
-	rep.Batch = r.cfg.Intake.Batch
+	rep.Batch, rep.CatchUpBatch = r.cfg.Intake.Batch, r.cfg.Intake.CatchUpBatch
 
 	// 1. Publish the backlog, then consume it raw: the yardstick.
 	r.progress("publishing %d events (%d rules, %d per event, %d subjects, %d orders, %d customers)",
@@ -285,6 +289,9 @@ func extraIntake(o Options) string {
 	var s string
 	if o.Batch > 0 {
 		s += fmt.Sprintf(", batch: %d", o.Batch)
+	}
+	if o.CatchUpBatch > 0 {
+		s += fmt.Sprintf(", catch_up_batch: %d", o.CatchUpBatch)
 	}
 	if o.MaxWait > 0 {
 		s += fmt.Sprintf(", max_wait: %s", o.MaxWait)
@@ -470,18 +477,20 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 }
 
 // raw consumes n events with the intake's ack policy — AckAll, one ack per
-// batch, the same pull size — and does nothing else.
+// batch, batches growing to the catch-up size over a backlog, the same
+// pull size — and does nothing else.
 func (r *runner) raw(ctx context.Context, n int) (float64, error) {
-	batchN := r.cfg.Intake.Batch
+	batchN := max(r.cfg.Intake.Batch, r.cfg.Intake.CatchUpBatch)
+	buffered := max(2*r.cfg.Intake.Batch, batchN)
 	cons, err := r.js.CreateConsumer(ctx, r.cfg.NATS.Stream, jetstream.ConsumerConfig{
 		Durable: "bench-raw", AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second,
-		MaxAckPending: 8 * batchN, DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 4 * buffered, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bench: raw consumer: %w", err)
 	}
 	defer func() { _ = r.js.DeleteConsumer(context.WithoutCancel(ctx), r.cfg.NATS.Stream, "bench-raw") }()
-	msgs := make(chan jetstream.Msg, 2*batchN)
+	msgs := make(chan jetstream.Msg, buffered)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -489,7 +498,7 @@ func (r *runner) raw(ctx context.Context, n int) (float64, error) {
 		case msgs <- m:
 		case <-cctx.Done():
 		}
-	}, jetstream.PullMaxMessages(2*batchN))
+	}, jetstream.PullMaxMessages(buffered))
 	if err != nil {
 		return 0, fmt.Errorf("bench: raw consume: %w", err)
 	}
