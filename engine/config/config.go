@@ -197,7 +197,7 @@ func Default() *Config {
 			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second)},
 			ScheduleGrace: Duration(time.Hour),
 		},
-		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 8192, MaxWait: Duration(20 * time.Millisecond)},
+		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096, MaxWait: Duration(20 * time.Millisecond)},
 		Support: Support{Subject: "support.contacts"},
 		Log:     Log{Level: "info", Format: "auto"},
 		Channels: map[string]Channel{
