@@ -95,6 +95,9 @@ type Engine struct {
 	env      map[string]any
 	keyEnv   map[string]any
 	msgEnv   map[string]any
+	// msgOf is the event msgEnv holds: set once per event, not once per
+	// rule (each set boxes three values).
+	msgOf    *event.Event
 	cur      *batch // the transaction in progress
 	lastSeq  uint64
 	channels map[string]policy.ChannelInfo
@@ -308,6 +311,10 @@ func (e *Engine) entityKey(ent *rules.Entity, ev *event.Event) (string, error) {
 }
 
 func (e *Engine) setMsg(ev *event.Event) {
+	if e.msgOf == ev {
+		return
+	}
+	e.msgOf = ev
 	e.msgEnv["subject"] = ev.Subject
 	e.msgEnv["id"] = ev.ID
 	e.msgEnv["time"] = ev.Time
@@ -531,6 +538,7 @@ func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[
 	} else {
 		e.env[rules.EnvEvent] = map[string]any(nil)
 		e.msgEnv["subject"], e.msgEnv["id"], e.msgEnv["time"] = "", "", e.now()
+		e.msgOf = nil
 	}
 	if ent != nil {
 		e.env[ent.typ] = ent.stateOrEmpty()

@@ -364,9 +364,12 @@ func (e *Engine) queueJournal(ev *event.Event, etype, ekey string) error {
 	if !e.journalOn() {
 		return nil
 	}
-	data, err := event.AppendJSON(nil, ev.Data)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+	data := ev.RawData
+	if data == nil {
+		var err error
+		if data, err = event.AppendJSON(nil, ev.Data); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
 	}
 	jr := journalRow{seq: ev.Seq, at: e.now(), vals: [7]any{ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data}}
 	if ev.Seq == 0 && e.cur != nil {

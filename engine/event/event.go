@@ -22,6 +22,10 @@ type Event struct {
 	Time    time.Time
 	Type    string // CloudEvents type; empty for plain events
 	Data    map[string]any
+	// RawData is Data as it arrived, when the body was the data itself (a
+	// plain JSON event): the journal stores it instead of encoding Data
+	// again. It shares Raw.Body's memory. Nil for CloudEvents.
+	RawData []byte
 	// Seq is the stream sequence; 0 when the event did not come from the
 	// stream (rule tests, backtest from a file).
 	Seq uint64
@@ -51,10 +55,12 @@ func (r *Rejection) Error() string { return r.Reason + ": " + r.Msg }
 // Raw is a message as it arrived.
 type Raw struct {
 	Subject string
-	Body    []byte
-	MsgID   string    // Nats-Msg-Id header
-	Seq     uint64    // stream sequence
-	Time    time.Time // stream timestamp
+	// Body is the message. The decoded Event may keep it (RawData): do
+	// not reuse its buffer after Decode.
+	Body  []byte
+	MsgID string    // Nats-Msg-Id header
+	Seq   uint64    // stream sequence
+	Time  time.Time // stream timestamp
 	// CE holds CloudEvents attributes sent in binary content mode
 	// (ce-* headers); the body is then the event's data.
 	CE *CEHeaders
@@ -108,7 +114,7 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 			return nil, rej
 		}
 	} else {
-		ev.Data = data
+		ev.Data, ev.RawData = data, body
 	}
 	switch {
 	case m.MsgID != "" && ev.ID == "":

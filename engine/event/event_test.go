@@ -19,7 +19,15 @@ func TestDecodePlainAndCloudEvents(t *testing.T) {
 	if ev.Data["total"] != 50000 || ev.Data["big"] != 1234567890123 || ev.Data["f"] != 1.5 {
 		t.Errorf("numbers %#v %#v %#v", ev.Data["total"], ev.Data["big"], ev.Data["f"])
 	}
-	ev, _ = Decode(Raw{Subject: "s", Body: []byte(`{"a":1}`), MsgID: "m-1", Seq: 8, Time: ts}, 0)
+	// The journal keeps a plain event's data as it arrived (no second
+	// encoding); a CloudEvent's data is only part of its body.
+	if string(ev.RawData) != `{"order_id":"o-1","total":50000,"big":1234567890123,"f":1.5,"skus":["a"]}` {
+		t.Errorf("raw data %q", ev.RawData)
+	}
+	ev, _ = Decode(Raw{Subject: "s", Body: []byte(" {\"a\":1}\n"), MsgID: "m-1", Seq: 8, Time: ts}, 0)
+	if string(ev.RawData) != `{"a":1}` {
+		t.Errorf("raw data %q, want the object without the white space around it", ev.RawData)
+	}
 	if ev.ID != "m-1" || !ev.ExplicitID {
 		t.Errorf("Nats-Msg-Id not used: %+v", ev)
 	}
@@ -27,6 +35,9 @@ func TestDecodePlainAndCloudEvents(t *testing.T) {
 	ev, rej = Decode(Raw{Subject: "s", Body: []byte(ce), MsgID: "ignored", Seq: 9, Time: ts}, 0)
 	if rej != nil {
 		t.Fatal(rej)
+	}
+	if ev.RawData != nil {
+		t.Errorf("cloudevent kept its whole body as data: %q", ev.RawData)
 	}
 	if ev.ID != "ce-1" || ev.Type != "order.created" || !ev.Time.Equal(time.Date(2026, 11, 19, 5, 0, 0, 0, time.UTC)) || ev.Data["order_id"] != "o-2" {
 		t.Errorf("cloudevent %+v", ev)

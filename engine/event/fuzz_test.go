@@ -48,6 +48,11 @@ func FuzzDecode(f *testing.F) {
 		if !json.Valid(body) {
 			t.Fatalf("accepted a body that is not JSON: %q", body)
 		}
+		// The journal stores RawData as the event's data: the JSON object
+		// that was decoded, and only for a plain event.
+		if ev.RawData != nil && (!json.Valid(ev.RawData) || ev.RawData[0] != '{' || binary || ev.Type != "") {
+			t.Fatalf("raw data %q kept for event %+v", ev.RawData, ev)
+		}
 		KeyString(ev.Data) // a map as a key: must not panic
 		checkValues(t, ev.Data, 0)
 	})
