@@ -124,11 +124,12 @@ func BenchmarkHandleBatch(b *testing.B) {
 	for _, c := range []struct {
 		journal bool
 		batch   int
-	}{{true, 512}, {false, 512}, {true, 64}} {
+	}{{true, 512}, {false, 512}, {true, 64}, {true, 4096}} {
 		name := fmt.Sprintf("journal=%t", c.journal)
 		if c.batch != 512 {
 			// Batches of 64 are what the intake takes at a moderate rate
-			// (the stream keeping up): write-back still coalesces.
+			// (the stream keeping up): write-back still coalesces. 4,096
+			// is intake.catch_up_batch, the transaction over a backlog.
 			name += fmt.Sprintf("/batch=%d", c.batch)
 		}
 		b.Run(name, func(b *testing.B) {
