@@ -481,7 +481,10 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 // pull size — and does nothing else.
 func (r *runner) raw(ctx context.Context, n int) (float64, error) {
 	batchN := max(r.cfg.Intake.Batch, r.cfg.Intake.CatchUpBatch)
-	buffered := max(2*r.cfg.Intake.Batch, batchN)
+	buffered := 2 * r.cfg.Intake.Batch
+	if batchN > r.cfg.Intake.Batch {
+		buffered = batchN + r.cfg.Intake.Batch
+	}
 	cons, err := r.js.CreateConsumer(ctx, r.cfg.NATS.Stream, jetstream.ConsumerConfig{
 		Durable: "bench-raw", AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second,
 		MaxAckPending: 4 * buffered, DeliverPolicy: jetstream.DeliverAllPolicy,

@@ -421,8 +421,12 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
 	}
 	in.cons.Store(&cons)
-	// Room for a catch-up batch beside the one being handled.
-	buffered := max(2*in.o.Batch, in.o.CatchUpBatch)
+	// Room for a whole catch-up batch beyond the batch being filled, so
+	// "a catch-up batch is waiting" can be seen before the buffer is full.
+	buffered := 2 * in.o.Batch
+	if in.o.CatchUpBatch > in.o.Batch {
+		buffered = in.o.CatchUpBatch + in.o.Batch
+	}
 	msgs := make(chan jetstream.Msg, buffered)
 	sctx, cancel := context.WithCancel(ctx)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
