@@ -101,8 +101,8 @@ type Retry struct {
 type Intake struct {
 	MaxEventBytes int `yaml:"max_event_bytes"`
 	Batch         int `yaml:"batch"` // events per transaction
-	// CatchUpBatch is the most events per transaction while the engine is
-	// behind (more than a full batch already waiting).
+	// CatchUpBatch is the events per transaction while the engine is
+	// behind: a full batch grows to it when that many are already waiting.
 	CatchUpBatch int      `yaml:"catch_up_batch"`
 	MaxWait      Duration `yaml:"max_wait"` // wait for a batch to fill
 	// Journal keeps a per-entity event journal for explain. It costs a

@@ -64,9 +64,9 @@ type Options struct {
 	DeadPrefix string
 	MaxBytes   int
 	Batch      int
-	// CatchUpBatch is the most events one transaction takes when more
-	// than a full Batch is already waiting (the engine is behind: a
-	// backlog after a restart, a peak). Bigger transactions cost less per
+	// CatchUpBatch is the most events one transaction takes when that
+	// many are already waiting (the engine is behind: a backlog after a
+	// restart, a peak). Bigger transactions cost less per
 	// event (fewer pages written per event); Batch stays the size for a
 	// stream the engine keeps up with, where latency matters more.
 	CatchUpBatch int
