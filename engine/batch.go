@@ -27,18 +27,15 @@ type batch struct {
 	wb       writeBack
 }
 
-const (
-	decisionsTable = "decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)"
-	journalTable   = "journal (seq, at, etype, ekey, subject, msg_id, data)"
-)
+// insertJournal is the Bulk that appends journal rows.
+func insertJournal() *store.Bulk {
+	return store.Insert("journal (seq, at, etype, ekey, subject, msg_id, data)", 7)
+}
 
 func (e *Engine) begin(ctx context.Context) (*batch, error) {
 	tx, err := e.st.W.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
-	}
-	if e.decisionRows == nil {
-		e.decisionRows, e.journalRows = store.Insert(decisionsTable, 10), store.Insert(journalTable, 7)
 	}
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
 		decisions:   rowBuffer{ins: e.decisionRows},

@@ -149,11 +149,12 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		st: o.Store, clk: o.Clock, cfg: o.Config, log: o.Logger.With("component", "engine"),
 		wake: o.Wake, obs: o.Observer, shadow: o.Shadow, onCommit: o.OnCommit,
-		cache:       newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
-		locs:        map[string]*time.Location{},
-		ttlCursor:   map[string]string{},
-		dedupMemo:   newMemo[[2]string, dedupVal](memoSize, nil),
-		contactMemo: newMemo[string, bool](memoSize, nil),
+		cache:        newEntityCache(cmp.Or(o.Config.Intake.EntityCache, defaultEntityCache)),
+		locs:         map[string]*time.Location{},
+		ttlCursor:    map[string]string{},
+		dedupMemo:    newMemo[[2]string, dedupVal](memoSize, nil),
+		contactMemo:  newMemo[string, bool](memoSize, nil),
+		decisionRows: store.InsertDecisions(), journalRows: insertJournal(),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)

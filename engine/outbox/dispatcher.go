@@ -168,7 +168,7 @@ func New(o Options) *Dispatcher {
 		sentRows: store.NewBulk(`WITH v(id, attempt, at) AS (VALUES %s)
 			UPDATE outbox SET status = 'sent', attempts = v.attempt, sent_at = v.at, updated_at = v.at, last_error = '' FROM v WHERE outbox.id = v.id`, 3),
 		attemptRows: store.Insert("attempts (notification, at, channel, attempt, ok, retry, error, millis)", 8),
-		decisions:   store.Insert("decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)", 10),
+		decisions:   store.InsertDecisions(),
 	}
 }
 

@@ -26,6 +26,13 @@ func NewBulk(stmt string, cols int) *Bulk {
 // Insert is the Bulk that inserts into table ("t (a, b)").
 func Insert(table string, cols int) *Bulk { return NewBulk("INSERT INTO "+table+" VALUES %s", cols) }
 
+// InsertDecisions is the Bulk that appends decision rows, written by the
+// engine and the dispatcher: at, rule, etype, ekey, customer, verdict,
+// reason, notification, event, mode.
+func InsertDecisions() *Bulk {
+	return Insert("decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event, mode)", 10)
+}
+
 // Cols is how many values make one row.
 func (bk *Bulk) Cols() int { return bk.cols }
 
