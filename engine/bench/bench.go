@@ -481,13 +481,10 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 // pull size — and does nothing else.
 func (r *runner) raw(ctx context.Context, n int) (float64, error) {
 	batchN := max(r.cfg.Intake.Batch, r.cfg.Intake.CatchUpBatch)
-	buffered := 2 * r.cfg.Intake.Batch
-	if batchN > r.cfg.Intake.Batch {
-		buffered = batchN + r.cfg.Intake.Batch
-	}
+	buffered, maxAckPending := jsintake.Flow(r.cfg.Intake.Batch, batchN)
 	cons, err := r.js.CreateConsumer(ctx, r.cfg.NATS.Stream, jetstream.ConsumerConfig{
 		Durable: "bench-raw", AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second,
-		MaxAckPending: 4 * buffered, DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: maxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bench: raw consumer: %w", err)

@@ -403,12 +403,13 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 	if err := in.js.DeleteConsumer(ctx, in.o.Stream, in.o.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("reset consumer %s: %w", in.o.Consumer, err)
 	}
+	buffered, maxAckPending := Flow(in.o.Batch, in.o.CatchUpBatch)
 	ccfg := jetstream.ConsumerConfig{
 		Durable:       in.o.Consumer,
 		Description:   "proactived engine",
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
-		MaxAckPending: 4 * max(2*in.o.Batch, in.o.CatchUpBatch),
+		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
 	}
@@ -421,12 +422,6 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
 	}
 	in.cons.Store(&cons)
-	// Room for a whole catch-up batch beyond the batch being filled, so
-	// "a catch-up batch is waiting" can be seen before the buffer is full.
-	buffered := 2 * in.o.Batch
-	if in.o.CatchUpBatch > in.o.Batch {
-		buffered = in.o.CatchUpBatch + in.o.Batch
-	}
 	msgs := make(chan jetstream.Msg, buffered)
 	sctx, cancel := context.WithCancel(ctx)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -444,6 +439,19 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, fmt.Errorf("consume %s: %w", in.o.Stream, err)
 	}
 	return &subscription{cc: cc, msgs: msgs, cancel: cancel, next: 1}, nil
+}
+
+// Flow sizes a consumer of batches of batch events that grow to catchUp
+// over a backlog: how many messages it buffers (the pull size) and its
+// max ack pending. The buffer holds a whole catch-up batch beyond the
+// batch being filled, so "a catch-up batch is waiting" can be seen before
+// the buffer is full.
+func Flow(batch, catchUp int) (buffered, maxAckPending int) {
+	buffered = 2 * batch
+	if catchUp > batch {
+		buffered = catchUp + batch
+	}
+	return buffered, 4 * max(2*batch, catchUp)
 }
 
 // lingerGap is how long fill waits for one more message once none is
