@@ -18,18 +18,13 @@ type batch struct {
 	err     error
 	touched []*entity
 	queued  int
-	// decisions and journal rows are written at commit (rowbuf.go).
-	decisions, journalRows rowBuffer
+	// decisions are written at commit (rowbuf.go).
+	decisions rowBuffer
 	// lastSeq is the consumer position this batch commits.
 	lastSeq uint64
-	// flushAll writes every queued entity change and journal row.
+	// flushAll writes every queued entity change.
 	flushAll bool
 	wb       writeBack
-}
-
-// insertJournal is the Bulk that appends journal rows.
-func insertJournal() *store.Bulk {
-	return store.Insert("journal (seq, at, etype, ekey, subject, msg_id, data)", 7)
 }
 
 func (e *Engine) begin(ctx context.Context) (*batch, error) {
@@ -38,8 +33,7 @@ func (e *Engine) begin(ctx context.Context) (*batch, error) {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
-		decisions:   rowBuffer{ins: e.decisionRows},
-		journalRows: rowBuffer{ins: e.journalRows},
+		decisions: rowBuffer{ins: e.decisionRows},
 	}
 	return e.cur, nil
 }

@@ -110,16 +110,17 @@ type Engine struct {
 	currentCustomer string
 	// needsCust caches ifNeedsCustomer per program of the rule set in force.
 	needsCust map[*vm.Program]bool
-	// decisionRows and journalRows write a batch's rows (rowbuf.go).
-	decisionRows, journalRows *store.Bulk
-	ttlCursor                 map[string]string
-	expireEvery               time.Duration
-	lastExpire                time.Time
-	// Write-back (writeback.go): entity changes and journal rows not yet
-	// written, oldest first; how far each is written; whether the events
-	// above those positions still have to be merged again after a restart.
+	// decisionRows writes a batch's decisions (rowbuf.go).
+	decisionRows *store.Bulk
+	ttlCursor    map[string]string
+	expireEvery  time.Duration
+	lastExpire   time.Time
+	// Write-back (writeback.go): entity changes not yet written, oldest
+	// first; journal rows not yet handed to the journal's writer; how far
+	// each is written (journalSeq: handed); whether the events above those
+	// positions still have to be merged again after a restart.
 	dirtyQ               []dirtyRef
-	journalQ             []journalRow
+	journalQ             []store.JournalRow
 	stateSeq, journalSeq uint64
 	rebuildPending       bool
 	flushEvery           time.Duration
@@ -154,7 +155,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		ttlCursor:    map[string]string{},
 		dedupMemo:    newMemo[[2]string, dedupVal](memoSize, nil),
 		contactMemo:  newMemo[string, bool](memoSize, nil),
-		decisionRows: store.InsertDecisions(), journalRows: insertJournal(),
+		decisionRows: store.InsertDecisions(),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
@@ -226,7 +227,8 @@ func (e *Engine) ResetSeq(seq uint64) {
 	if err := e.flushAll(context.Background()); err != nil {
 		e.log.Error("could not write entity state before starting over on a recreated stream", "err", err)
 	}
-	e.lastSeq, e.stateSeq, e.journalSeq = seq, seq, seq
+	e.lastSeq, e.stateSeq = seq, seq
+	e.handJournal()
 }
 
 func (e *Engine) now() time.Time { return e.clk.Now() }

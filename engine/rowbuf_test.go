@@ -18,7 +18,7 @@ func TestFlushRowsEveryChunkSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	e := &Engine{st: st, decisionRows: store.InsertDecisions(), journalRows: insertJournal()}
+	e := &Engine{st: st, decisionRows: store.InsertDecisions()}
 	total := 0
 	for _, n := range []int{0, 1, 3, 4, 17, 64, 85, 150} {
 		b, err := e.begin(ctx)

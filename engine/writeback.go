@@ -17,10 +17,13 @@ import (
 // Both are derived from the stream alone: an entity is the shallow merge of
 // the events that touched it, a journal row is one of those events. So they
 // need not reach SQLite inside the batch that acks their events. The stream
-// is the log: a change stays in memory for up to intake.state_flush (one
-// write then covers every event that touched the entity meanwhile, instead
-// of one write per batch), and meta records how far each is written
-// (state_seq, journal_seq). After a crash the intake re-reads the retained
+// is the log: an entity change stays in memory for up to
+// intake.state_flush (one write then covers every event that touched the
+// entity meanwhile, instead of one write per batch); journal rows go, once
+// their batch committed, to the journal file's own writer on its own
+// goroutine (store/journal.go). Each records how far it is written
+// (state_seq in meta, journal_seq in the journal file's meta). After a
+// crash the intake re-reads the retained
 // events above those positions and Rebuild merges them again; re-merging an
 // event the stored state already holds is harmless, because the last event
 // to set a field wins either way.
@@ -39,13 +42,6 @@ type dirtyRef struct {
 // valid says the entity still waits for the write that queued it.
 func (d dirtyRef) valid() bool { return d.en.dirty && d.en.dirtySeq == d.seq }
 
-// journalRow is one event merged into one entity, waiting to be written.
-type journalRow struct {
-	seq  uint64
-	at   time.Time // when it was queued
-	vals [7]any
-}
-
 // markDirty records a change to an entity by the event at seq (0: from
 // outside the stream).
 func (e *Engine) markDirty(en *entity, seq uint64) {
@@ -62,15 +58,14 @@ func (e *Engine) markDirty(en *entity, seq uint64) {
 // writeBack is what one commit writes of the queues; applied after the
 // transaction commits, forgotten if it rolls back.
 type writeBack struct {
-	entities             []*entity
-	dirtyN               int // dirtyQ entries consumed
-	journalN             int // journal rows written
-	stateSeq, journalSeq uint64
+	entities []*entity
+	dirtyN   int // dirtyQ entries consumed
+	stateSeq uint64
 }
 
 // flushState writes, in b's transaction, every entity changed from outside
-// the stream and whatever of the queues is older than intake.state_flush
-// (everything when all is set), and moves state_seq / journal_seq.
+// the stream and whatever of the queue is older than intake.state_flush
+// (everything when all is set), and moves state_seq.
 func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 	wb := &b.wb
 	for _, en := range b.touched {
@@ -100,35 +95,14 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 		}
 		wb.dirtyN++
 	}
-	if e.journalOn() {
-		n := 0
-		for n < len(e.journalQ) && due(e.journalQ[n].at, len(e.journalQ)-n) {
-			// Whole events only: their rows share a queue time, so this
-			// only splits an event when the backlog bound cuts it.
-			n++
-		}
-		for n > 0 && n < len(e.journalQ) && e.journalQ[n].seq == e.journalQ[n-1].seq {
-			n++
-		}
-		for _, jr := range e.journalQ[:n] {
-			b.journalRows.add(jr.vals[:]...)
-		}
-		wb.journalN = n
-		if err := b.journalRows.flush(ctx, b.tx); err != nil {
-			return err
-		}
-	}
-	wb.stateSeq, wb.journalSeq = b.lastSeq, b.lastSeq
+	wb.stateSeq = b.lastSeq
 	if d, ok := e.oldestDirty(wb.dirtyN); ok {
 		wb.stateSeq = d.seq - 1
 	}
-	if wb.journalN < len(e.journalQ) {
-		wb.journalSeq = e.journalQ[wb.journalN].seq - 1
-	}
 	if e.rebuildPending {
-		// Rebuild has not re-merged the events above the stored positions
-		// yet: they stay where they are.
-		wb.stateSeq, wb.journalSeq = e.stateSeq, e.journalSeq
+		// Rebuild has not re-merged the events above the stored position
+		// yet: it stays where it is.
+		wb.stateSeq = e.stateSeq
 	}
 	return e.saveMeta(ctx, b)
 }
@@ -143,13 +117,11 @@ func (e *Engine) oldestDirty(from int) (dirtyRef, bool) {
 	return dirtyRef{}, false
 }
 
-// flushDue says a queued change waited intake.state_flush.
+// flushDue says a queued entity change waited intake.state_flush.
 func (e *Engine) flushDue(now time.Time) bool {
 	cutoff := now.Add(-e.flushEvery)
-	if d, ok := e.oldestDirty(0); ok && !d.at.After(cutoff) {
-		return true
-	}
-	return len(e.journalQ) > 0 && !e.journalQ[0].at.After(cutoff)
+	d, ok := e.oldestDirty(0)
+	return ok && !d.at.After(cutoff)
 }
 
 // dirtyShare bounds the write-back queues to a quarter of the entity
@@ -158,15 +130,16 @@ func (e *Engine) flushDue(now time.Time) bool {
 // when it drops a generation) never fills with them.
 const dirtyShare = 4
 
-// saveMeta writes the consumer position and the write-back positions.
+// saveMeta writes the consumer position and the entity write-back
+// position (the journal file keeps its own).
 func (e *Engine) saveMeta(ctx context.Context, b *batch) error {
 	wb := &b.wb
-	if b.lastSeq == e.lastSeq && wb.stateSeq == e.stateSeq && wb.journalSeq == e.journalSeq {
+	if b.lastSeq == e.lastSeq && wb.stateSeq == e.stateSeq {
 		return nil
 	}
-	_, err := b.tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?), ('state_seq', ?), ('journal_seq', ?)
+	_, err := b.tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?), ('state_seq', ?)
 		ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
-		strconv.FormatUint(b.lastSeq, 10), strconv.FormatUint(wb.stateSeq, 10), strconv.FormatUint(wb.journalSeq, 10))
+		strconv.FormatUint(b.lastSeq, 10), strconv.FormatUint(wb.stateSeq, 10))
 	if err != nil {
 		return fmt.Errorf("save consumer position: %w", err)
 	}
@@ -182,8 +155,25 @@ func (e *Engine) committed(b *batch) {
 		}
 	}
 	e.dirtyQ = compact(e.dirtyQ, wb.dirtyN)
-	e.journalQ = compact(e.journalQ, wb.journalN)
-	e.lastSeq, e.stateSeq, e.journalSeq = b.lastSeq, wb.stateSeq, wb.journalSeq
+	e.lastSeq, e.stateSeq = b.lastSeq, wb.stateSeq
+	e.handJournal()
+}
+
+// handJournal hands the journal rows of committed batches to the journal
+// file's writer (store/journal.go), with the stream position they complete.
+// Only committed events: a row written for a batch that then rolled back
+// would be written again when its event comes back. Not during a rebuild,
+// whose rows complete the journal only when all are merged. With the
+// journal off the position still moves, so turning it on later does not
+// make the next start re-read the stream from where it was turned off.
+func (e *Engine) handJournal() {
+	if e.rebuildPending || (len(e.journalQ) == 0 && e.journalSeq == e.lastSeq) {
+		return
+	}
+	e.st.Journal.Append(e.journalQ, e.lastSeq)
+	clear(e.journalQ)
+	e.journalQ = e.journalQ[:0]
+	e.journalSeq = e.lastSeq
 }
 
 // compact drops the first n entries, reusing the array once the live part
@@ -224,10 +214,12 @@ func (e *Engine) rolledBack() {
 // Flush writes every entity change and journal row still in memory (at
 // shutdown, before a fan-out scans stored state, when the API reads).
 func (e *Engine) Flush(ctx context.Context) error {
-	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.flushAll(ctx)
+	if err := e.flushAll(stmtCtx(ctx)); err != nil {
+		return err
+	}
+	return e.st.Journal.Sync(ctx)
 }
 
 func (e *Engine) flushAll(ctx context.Context) error {
@@ -262,11 +254,7 @@ func (e *Engine) readMeta(ctx context.Context) error {
 	} else if !ok {
 		e.stateSeq = e.lastSeq
 	}
-	if e.journalSeq, ok, err = get("journal_seq"); err != nil {
-		return err
-	} else if !ok {
-		e.journalSeq = e.lastSeq
-	}
+	e.journalSeq = e.st.Journal.Durable()
 	e.rebuildPending = min(e.stateSeq, e.journalSeq) < e.lastSeq
 	return nil
 }
@@ -358,8 +346,8 @@ func (e *Engine) merge(en *entity, ev *event.Event, now time.Time) {
 	e.markDirty(en, ev.Seq)
 }
 
-// queueJournal queues the journal row of an event merged into an entity
-// (or, for an event from outside the stream, writes it with the batch).
+// queueJournal queues the journal row of an event merged into an entity;
+// the commit hands it to the journal's writer.
 func (e *Engine) queueJournal(ev *event.Event, etype, ekey string) error {
 	if !e.journalOn() {
 		return nil
@@ -371,11 +359,6 @@ func (e *Engine) queueJournal(ev *event.Event, etype, ekey string) error {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}
-	jr := journalRow{seq: ev.Seq, at: e.now(), vals: [7]any{ev.Seq, store.Millis(ev.Time), etype, ekey, ev.Subject, ev.ID, data}}
-	if ev.Seq == 0 && e.cur != nil {
-		e.cur.journalRows.add(jr.vals[:]...)
-		return nil
-	}
-	e.journalQ = append(e.journalQ, jr)
+	e.journalQ = append(e.journalQ, store.JournalRow{Seq: ev.Seq, At: store.Millis(ev.Time), Etype: etype, Ekey: ekey, Subject: ev.Subject, MsgID: ev.ID, Data: data})
 	return nil
 }

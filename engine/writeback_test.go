@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/proactived/proactived/engine"
 	"github.com/proactived/proactived/engine/event"
+	"github.com/proactived/proactived/engine/store"
 )
 
 // streamEvent is an event as the stream keeps it, for a rebuild.
@@ -39,15 +41,46 @@ func rebuild(h *harness, stream []streamEvent) {
 	}
 }
 
-// TestRebuildAfterCrashRestoresStateAndJournal: entity state and journal
-// rows wait in memory (write-back) while decisions and the outbox are
-// committed; a crash loses them; re-merging the retained events from the
-// stored positions brings back the same state, with each event in the
-// journal once — including a producer retry (same id, new sequence) that was
-// skipped the first time.
+// holdJournal makes the journal file unwritable — another connection
+// holds its write lock — until release; the journal's writer gives up a
+// write after 20 ms and retries.
+func holdJournal(h *harness) (release func()) {
+	h.t.Helper()
+	if err := h.st.Journal.SetBusyTimeout(h.ctx, 20*time.Millisecond); err != nil {
+		h.t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+store.JournalPath(h.st.Path))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	conn, err := db.Conn(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(h.ctx, `BEGIN IMMEDIATE`); err != nil {
+		h.t.Fatal(err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(h.ctx, `ROLLBACK`); err != nil {
+			h.t.Fatal(err)
+		}
+		conn.Close()
+		db.Close()
+	}
+}
+
+// TestRebuildAfterCrashRestoresStateAndJournal: entity state waits in
+// memory (write-back) and journal rows wait for the journal file's writer
+// while decisions and the outbox are committed; a crash loses them;
+// re-merging the retained events from the stored positions brings back
+// the same state, with each event in the journal once — including a
+// producer retry (same id, new sequence) that was skipped the first time.
 func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 1h, batch: 1 }\n")
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
+	// The journal's writer cannot write until the crash: its rows are lost
+	// with the process.
+	release := holdJournal(h)
 	var stream []streamEvent
 	emit := func(id, subject string, data map[string]any) {
 		h.seq++
@@ -82,7 +115,24 @@ func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 		t.Fatalf("%d orders written before state_flush elapsed; the test needs them in memory only", stored)
 	}
 
-	h.restart() // a crash: nothing in memory was written
+	for deadline := time.Now().Add(10 * time.Second); h.st.Journal.Err() == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the journal's writer reports no failure with its file locked")
+		}
+	}
+	if err := h.st.Ping(h.ctx); err == nil {
+		t.Error("readiness ignores a journal that cannot be written")
+	}
+	// A crash: nothing in memory was written (Close's last journal write
+	// fails on the lock too).
+	if err := h.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	h.open()
+	if d := h.st.Journal.Durable(); d != 0 {
+		t.Fatalf("journal position %d after the crash, want 0 (nothing written)", d)
+	}
 	from, to := h.eng.RebuildRange()
 	if from != 0 || to != uint64(len(stream)) {
 		t.Fatalf("rebuild range (%d, %d], want (0, %d]", from, to, len(stream))
@@ -103,6 +153,9 @@ func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 		if !reflect.DeepEqual(fmt.Sprint(got), fmt.Sprint(w)) {
 			t.Errorf("order %s after rebuild = %v, want %v", k, got, w)
 		}
+	}
+	if err := h.eng.Flush(h.ctx); err != nil {
+		t.Fatal(err)
 	}
 	journal := map[string]int{}
 	rows, err := h.st.R.Query(`SELECT ekey, count(*) FROM journal GROUP BY ekey`)

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 
-	_ "github.com/mattn/go-sqlite3" // SQLite driver (cgo)
+	"github.com/proactived/proactived/engine/store"
 )
 
-// OpenReadOnly opens the store's SQLite file for reading only, beside a
-// running daemon (WAL lets readers run while the one writer commits). It
+// OpenReadOnly opens the store's SQLite file (with its journal file) for
+// reading only, beside a running daemon (WAL lets readers run while the one writer commits). It
 // never creates or migrates anything: a missing file is an error that says
 // so, and so is a file that is not a proactived store.
 func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
@@ -27,14 +26,10 @@ func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("open %s: is a directory, want the SQLite file", path)
 	}
-	q := url.Values{}
-	q.Set("mode", "ro")
-	q.Set("_busy_timeout", "10000")
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	db, err := store.OpenReader(path, 2)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(2)
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('entities', 'decisions', 'outbox')`).Scan(&n); err != nil {
 		db.Close()

@@ -33,7 +33,7 @@ func TestCheckpointerCopiesWAL(t *testing.T) {
 	}
 	blob := strings.Repeat("x", 8000)
 	for i := 0; i < 1000; i++ {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO journal (seq, at, etype, ekey, subject, msg_id, data) VALUES (?, 0, 'order', ?, 's', '', ?)`, i, i, blob); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event) VALUES (?, 'r', 'order', ?, 'c', 'sent', ?, '', 'e')`, i, i, blob); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func TestCheckpointerCopiesWAL(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var n int
-	if err := st.R.QueryRowContext(ctx, `SELECT count(*) FROM journal`).Scan(&n); err != nil || n != 1000 {
+	if err := st.R.QueryRowContext(ctx, `SELECT count(*) FROM decisions`).Scan(&n); err != nil || n != 1000 {
 		t.Fatalf("readers see %d rows (%v)", n, err)
 	}
 	if err := st.Close(); err != nil {

@@ -1,6 +1,7 @@
-// Package store keeps proactived's durable state in one SQLite file (WAL):
+// Package store keeps proactived's durable state in a SQLite file (WAL):
 // entity snapshots, the consumer's position, decisions, the outbox and its
-// delivery attempts, dedup marks, timers and support contacts.
+// delivery attempts, dedup marks, timers and support contacts; and the
+// event journal in a second file beside it (journal.go).
 //
 // One writer: all writes go through a single connection, so the engine can
 // batch many events into one transaction and SQLite never sees two writers.
@@ -11,6 +12,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,14 +20,16 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // SQLite driver (cgo)
+	"github.com/mattn/go-sqlite3" // SQLite driver (cgo)
 )
 
 // Store is the opened database.
 type Store struct {
-	W    *sql.DB // the single writer
-	R    *sql.DB // readers
-	Path string
+	W *sql.DB // the single writer
+	R *sql.DB // readers (the journal file attached)
+	// Journal is the event journal's file and writer (journal.go).
+	Journal *Journal
+	Path    string
 	// ckpt checkpoints the WAL in the background (checkpoint.go).
 	ckpt *checkpointer
 }
@@ -65,35 +69,85 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("migrate store %s: %w", path, err)
 	}
-	rq := url.Values{}
-	rq.Set("_busy_timeout", "10000")
-	rq.Set("mode", "ro")
-	r, err := sql.Open("sqlite3", "file:"+path+"?"+rq.Encode())
+	j, err := openJournal(ctx, w, path)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(4)
+	r, err := OpenReader(path, 4)
+	if err != nil {
+		j.close()
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	ckpt, err := startCheckpointer(ctx, w, path)
 	if err != nil {
 		r.Close()
+		j.close()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{W: w, R: r, Path: path, ckpt: ckpt}, nil
+	return &Store{W: w, R: r, Journal: j, Path: path, ckpt: ckpt}, nil
 }
 
-// Close closes both pools.
+// OpenReader opens a read-only pool of up to conns connections on the
+// database at path, with its journal file attached when there is one (so
+// an unqualified `journal` names the journal's table). It creates and
+// migrates nothing.
+func OpenReader(path string, conns int) (*sql.DB, error) {
+	rq := url.Values{}
+	rq.Set("_busy_timeout", "10000")
+	rq.Set("mode", "ro")
+	drv := &sqlite3.SQLiteDriver{}
+	jpath := JournalPath(path)
+	if _, err := os.Stat(jpath); err == nil {
+		jq := url.Values{}
+		jq.Set("mode", "ro")
+		attach := "file:" + jpath + "?" + jq.Encode()
+		drv.ConnectHook = func(c *sqlite3.SQLiteConn) error {
+			if _, err := c.Exec(`ATTACH DATABASE ? AS `+journalAttach, []driver.Value{attach}); err != nil {
+				return fmt.Errorf("attach journal %s: %w", jpath, err)
+			}
+			return nil
+		}
+	}
+	r := sql.OpenDB(connector{drv: drv, dsn: "file:" + path + "?" + rq.Encode()})
+	r.SetMaxOpenConns(conns)
+	return r, nil
+}
+
+// connector opens connections of one driver configuration; unlike
+// sql.Register it needs no process-wide driver name.
+type connector struct {
+	drv *sqlite3.SQLiteDriver
+	dsn string
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.drv }
+
+// Close writes the journal rows still handed, then closes every pool.
 func (s *Store) Close() error {
-	var errCk error
+	var errCk, errJ error
+	if s.Journal != nil {
+		errJ = s.Journal.close()
+	}
 	if s.ckpt != nil {
 		errCk = s.ckpt.stop()
 	}
-	return errors.Join(errCk, s.R.Close(), s.W.Close())
+	return errors.Join(errJ, errCk, s.R.Close(), s.W.Close())
 }
 
-// Ping checks that a write could be made now (readiness); see ping.go.
-func (s *Store) Ping(ctx context.Context) error { return s.ping(ctx) }
+// Ping checks that a write could be made now and that the journal's last
+// write did not fail (readiness); see ping.go.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.Journal != nil {
+		if err := s.Journal.Err(); err != nil {
+			return fmt.Errorf("ping store: %w", err)
+		}
+	}
+	return s.ping(ctx)
+}
 
 const schemaVersion = "1"
 
@@ -108,11 +162,8 @@ var schema = []string{
 	// Ids derived from the stream sequence need no row: the consumer
 	// position in meta covers them.
 	`CREATE TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY, at INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
-	// Per-entity journal of received events, for explain.
-	`CREATE TABLE IF NOT EXISTS journal (
-		id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
-		etype TEXT NOT NULL, ekey TEXT NOT NULL, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB)`,
-	`CREATE INDEX IF NOT EXISTS journal_entity ON journal (etype, ekey, id)`,
+	// The per-entity journal of received events has a file of its own
+	// (journal.go).
 	// Every verdict, one row each.
 	`CREATE TABLE IF NOT EXISTS decisions (
 		id INTEGER PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL,

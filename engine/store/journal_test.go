@@ -1,0 +1,287 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func journalRows(from, n int) []JournalRow {
+	rows := make([]JournalRow, n)
+	for i := range rows {
+		seq := uint64(from + i)
+		rows[i] = JournalRow{Seq: seq, At: int64(seq) * 1000, Etype: "order", Ekey: fmt.Sprint("o-", seq%7), Subject: "orders.updated", MsgID: fmt.Sprint("seq-", seq), Data: []byte(`{"n":1}`)}
+	}
+	return rows
+}
+
+func setMeta(t *testing.T, st *Store, k string, v uint64) {
+	t.Helper()
+	if _, err := st.W.Exec(`INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)`, k, fmt.Sprint(v)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// journalCount counts the journal rows readers see, per sequence.
+func journalCount(t *testing.T, db *sql.DB) (rows int, distinct int) {
+	t.Helper()
+	if err := db.QueryRow(`SELECT count(*), count(DISTINCT seq) FROM journal`).Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	return rows, distinct
+}
+
+// TestJournalFileWritesRowsAndPosition: rows handed to the journal land in
+// its own file, readers of the main database see them as `journal`, the
+// position survives a restart, and a journal ahead of the main file's
+// consumer position (the main file restored from an older backup) forgets
+// the events the intake will process again.
+func TestJournalFileWritesRowsAndPosition(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Journal.Path(); got != filepath.Join(filepath.Dir(path), "p.journal.db") {
+		t.Fatalf("journal file %s", got)
+	}
+	setMeta(t, st, "last_seq", 300)
+	st.Journal.Append(journalRows(1, 100), 100)
+	st.Journal.Append(journalRows(101, 200), 300)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Journal.Durable(); d != 300 {
+		t.Fatalf("durable %d, want 300", d)
+	}
+	if n, d := journalCount(t, st.R); n != 300 || d != 300 {
+		t.Fatalf("readers see %d rows (%d sequences), want 300", n, d)
+	}
+	var tables int
+	if err := st.W.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("main file has a journal table (%d, %v)", tables, err)
+	}
+	// A read-only opener (proactived explain) sees it too.
+	ro, err := OpenReader(path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := journalCount(t, ro); n != 300 {
+		t.Fatalf("read-only opener sees %d rows", n)
+	}
+	ro.Close()
+	// Rows handed just before Close are written by it.
+	st.Journal.Append(journalRows(301, 5), 305)
+	setMeta(t, st, "last_seq", 305)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Journal.Durable(); d != 305 {
+		t.Fatalf("durable after restart %d, want 305", d)
+	}
+	if n, _ := journalCount(t, st.R); n != 305 {
+		t.Fatalf("%d rows after restart, want 305", n)
+	}
+	setMeta(t, st, "last_seq", 250) // as if the main file were older
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if d := st.Journal.Durable(); d != 250 {
+		t.Fatalf("durable with the main file at 250: %d", d)
+	}
+	if n, d := journalCount(t, st.R); n != 250 || d != 250 {
+		t.Fatalf("%d rows (%d sequences) with the main file at 250, want 250", n, d)
+	}
+}
+
+// TestJournalMovesOutOfTheMainFile: a main file written before the journal
+// had its own file keeps its journal: the rows and the position move to
+// the journal file once, also when a crash interrupted the move after the
+// copy.
+func TestJournalMovesOutOfTheMainFile(t *testing.T) {
+	ctx := context.Background()
+	for _, interrupted := range []bool{false, true} {
+		t.Run(fmt.Sprint("interrupted=", interrupted), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "p.db")
+			st, err := Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The old layout: the journal table in the main file.
+			for _, s := range []string{
+				`CREATE TABLE journal (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+					etype TEXT NOT NULL, ekey TEXT NOT NULL, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB)`,
+				`CREATE INDEX journal_entity ON journal (etype, ekey, id)`,
+				`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+					INSERT INTO journal (seq, at, etype, ekey, subject, msg_id, data) SELECT i, i, 'order', 'o-' || (i % 3), 's', '', '{}' FROM n`,
+				`INSERT OR REPLACE INTO meta (k, v) VALUES ('last_seq', '50'), ('journal_seq', '40')`,
+			} {
+				if _, err := st.W.Exec(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(JournalPath(path)); err != nil {
+				t.Fatal(err)
+			}
+			if interrupted {
+				// The copy committed in the journal file; the old table
+				// was not dropped yet.
+				j, err := sql.Open("sqlite3", "file:"+JournalPath(path))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range append(append([]string{}, journalSchema...),
+					`ATTACH DATABASE '`+path+`' AS old`,
+					`INSERT INTO main.journal (seq, at, etype, ekey, subject, msg_id, data) SELECT seq, at, etype, ekey, subject, msg_id, data FROM old.journal`,
+					`INSERT INTO main.meta (k, v) VALUES ('journal_seq', '40'), ('moved', '1')`) {
+					if _, err := j.Exec(s); err != nil {
+						t.Fatal(err)
+					}
+				}
+				j.Close()
+			}
+			st, err = Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if d := st.Journal.Durable(); d != 40 {
+				t.Fatalf("journal position %d, want 40 (moved with the rows)", d)
+			}
+			if n, d := journalCount(t, st.R); n != 40 || d != 40 {
+				t.Fatalf("%d journal rows (%d sequences), want 40 once each", n, d)
+			}
+			var tables int
+			if err := st.W.QueryRow(`SELECT count(*) FROM main.sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("old journal table still in the main file (%d, %v)", tables, err)
+			}
+		})
+	}
+}
+
+// TestJournalWriteFailureIsRetried: while the journal file cannot be
+// written the rows wait in memory, readiness says why, Append blocks once
+// a full backlog waits (the intake slows instead of memory growing), and
+// everything is written once when the file is writable again.
+func TestJournalWriteFailureIsRetried(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	setMeta(t, st, "last_seq", 1<<40)
+	if err := st.Journal.SetBusyTimeout(ctx, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := sql.Open("sqlite3", "file:"+JournalPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	conn, err := lock.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(journalRows(1, 10), 10)
+	for st.Ping(ctx) == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := st.Journal.Err(); err == nil {
+		t.Fatal("Ping failed but the journal reports no error")
+	}
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		st.Journal.Append(journalRows(11, journalMaxPending), uint64(10+journalMaxPending))
+		st.Journal.Append(journalRows(11+journalMaxPending, 10), uint64(20+journalMaxPending))
+	}()
+	select {
+	case <-blocked:
+		t.Fatal("Append did not wait with a full backlog unwritten")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("readiness after the journal recovered: %v", err)
+	}
+	want := 20 + journalMaxPending
+	if n, d := journalCount(t, st.R); n != want || d != want {
+		t.Fatalf("%d rows (%d sequences), want %d once each", n, d, want)
+	}
+	if d := st.Journal.Durable(); d != uint64(want) {
+		t.Fatalf("durable %d, want %d", d, want)
+	}
+}
+
+// TestJournalPurgeBesideTheWriter: the retention purge docs/security.md
+// gives for the journal file runs while the daemon writes it, and the
+// writer goes on after it.
+func TestJournalPurgeBesideTheWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	setMeta(t, st, "last_seq", 1<<40)
+	old := journalRows(1, 50) // at: 1970
+	recent := journalRows(51, 50)
+	for i := range recent {
+		recent[i].At = time.Now().UnixMilli()
+	}
+	st.Journal.Append(old, 50)
+	st.Journal.Append(recent, 100)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := sql.Open("sqlite3", "file:"+JournalPath(path)+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	if _, err := ops.Exec(`DELETE FROM journal   WHERE at < (strftime('%s','now','-90 days') * 1000);`); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(journalRows(101, 10), 110)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n, min int
+	if err := st.R.QueryRow(`SELECT count(*), min(seq) FROM journal`).Scan(&n, &min); err != nil {
+		t.Fatal(err)
+	}
+	if n != 60 || min != 51 {
+		t.Fatalf("after the purge: %d rows from seq %d, want 60 from 51", n, min)
+	}
+}
