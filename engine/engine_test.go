@@ -166,3 +166,29 @@ func TestAbsenceDeadlines(t *testing.T) {
 		t.Fatalf("timers fired again: %v", h.sentSummary())
 	}
 }
+
+// TestRepeatAfterDedupWindowGetsItsOwnKey: once a rule's dedup window has
+// passed, the same dedup key notifies again — as a new notification with
+// an idempotency key of its own, so a receiver that honours the key does
+// not drop it as a retry of the first.
+func TestRepeatAfterDedupWindowGetsItsOwnKey(t *testing.T) {
+	rule := strings.Replace(lateRule, `dedup: { key: order.order_id + "/" + event.eta }`, `dedup: { key: order.order_id, window: 1h }`, 1)
+	h := newHarness(t, rule, baseConfig)
+	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
+	h.emit("orders.created", order("o-1", "c-1"))
+	h.emit("shipments.eta_updated", eta("o-1", "2026-11-22T12:00:00Z"))
+	h.emit("shipments.eta_updated", eta("o-1", "2026-11-23T12:00:00Z")) // within the window: a repeat
+	h.advance(2 * time.Hour)
+	h.emit("shipments.eta_updated", eta("o-1", "2026-11-24T12:00:00Z"))
+	sent := h.sent()
+	if len(sent) != 2 {
+		t.Fatalf("%d notifications sent, want 2: %v", len(sent), h.sentSummary())
+	}
+	first, second := sent[0].n.IdempotencyKey, sent[1].n.IdempotencyKey
+	if first != "late/o-1" || second == first || !strings.HasPrefix(second, "late/o-1/") {
+		t.Fatalf("idempotency keys %q and %q, want late/o-1 and a key of its own", first, second)
+	}
+	if sent[0].n.ID == sent[1].n.ID {
+		t.Fatalf("one notification id for both: %s", sent[0].n.ID)
+	}
+}

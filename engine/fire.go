@@ -217,11 +217,6 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	// outbox
 	id := e.newID()
 	idem := r.Name + "/" + dedupKey
-	if exists, err := e.idemExists(ctx, idem); err != nil {
-		return err
-	} else if exists {
-		idem += "/" + now.Format(time.RFC3339Nano)
-	}
 	doc := notifiers.Notification{
 		ID: id, IdempotencyKey: idem, Rule: r.Name, Priority: prio.String(),
 		To:     notifiers.Recipient{Customer: d.customer},
@@ -336,10 +331,30 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		trig, _ = json.Marshal(trigger{Cause: a.cause})
 	}
 	now := e.now()
-	_, err := e.cur.exec(ctx, `INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, hop, attempts, next_at, doc, trigger, recheck, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?)`,
-		doc.ID, doc.IdempotencyKey, doc.Rule, doc.Entity.Type, doc.Entity.Key, doc.To.Customer, int(a.rule.Notify.Priority),
-		status, candRaw, store.Millis(sendAt), docRaw, trig, boolInt(deferred), store.Millis(now), store.Millis(now))
+	insert := func() (int64, error) {
+		res, err := e.cur.exec(ctx, `INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, hop, attempts, next_at, doc, trigger, recheck, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`,
+			doc.ID, doc.IdempotencyKey, doc.Rule, doc.Entity.Type, doc.Entity.Key, doc.To.Customer, int(a.rule.Notify.Priority),
+			status, candRaw, store.Millis(sendAt), docRaw, trig, boolInt(deferred), store.Millis(now), store.Millis(now))
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
+	n, err := insert()
+	if err == nil && n == 0 {
+		// The key was used by an earlier notification of this rule and
+		// dedup key (its dedup window has passed): this one is a new
+		// notification, so it gets a key of its own. Tried on conflict
+		// instead of looked up first: the look-up cost every notification
+		// a query for a case that is rare.
+		doc.IdempotencyKey += "/" + now.Format(time.RFC3339Nano)
+		docRaw, _ = json.Marshal(doc)
+		if n, err = insert(); err == nil && n == 0 {
+			err = fmt.Errorf("outbox: idempotency key %s used twice", doc.IdempotencyKey)
+			e.cur.fail(err)
+		}
+	}
 	if err == nil && !deferred {
 		e.cur.queued++
 	}
@@ -426,19 +441,6 @@ func (e *Engine) setDedup(ctx context.Context, rule, key string, until int64, no
 		e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
 	}
 	return err
-}
-
-func (e *Engine) idemExists(ctx context.Context, key string) (bool, error) {
-	var one int
-	err := e.cur.tx.QueryRowContext(ctx, `SELECT 1 FROM outbox WHERE idem_key = ?`, key).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		e.cur.fail(err)
-		return false, err
-	}
-	return true, nil
 }
 
 // liveStatuses are outbox states that count as "notified".
