@@ -193,6 +193,11 @@ func run(t *testing.T) *world {
 	settle()
 	emit(24*time.Hour, "orders.cancelled", `{"order_id":"o-1","status":"cancelled"}`)   // cancelled sent; feedback held out
 	emit(25*time.Hour, "orders.eta", `{"order_id":"o-1","eta":"2026-11-25T12:00:00Z"}`) // inhibited by rule cancelled
+	// What the engine holds (entity state, journal rows the journal's
+	// writer has not committed yet) is written, as the API does first.
+	if err := eng.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return w
 }
 
