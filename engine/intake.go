@@ -9,11 +9,28 @@ import (
 // Accept decodes a raw message and computes its entity keys. It is the
 // engine's side of triggers/jsintake.Handler.
 func (e *Engine) Accept(raw event.Raw) (any, *event.Rejection) {
+	ev, rej := e.Decode(raw)
+	if rej != nil {
+		return nil, rej
+	}
+	return e.AcceptDecoded(ev)
+}
+
+// Decode is the first step of Accept, which depends on the message alone
+// (jsintake.Decoder): the intake runs it as messages are delivered, beside
+// the batch being committed.
+func (e *Engine) Decode(raw event.Raw) (any, *event.Rejection) {
 	ev, rej := event.Decode(raw, e.cfg.Intake.MaxEventBytes)
 	if rej != nil {
 		return nil, rej
 	}
-	p, rej := e.Prepare(ev)
+	return ev, nil
+}
+
+// AcceptDecoded finishes Accept on what Decode returned: it computes the
+// event's entity keys with the rule set in force.
+func (e *Engine) AcceptDecoded(decoded any) (any, *event.Rejection) {
+	p, rej := e.Prepare(decoded.(*event.Event))
 	if rej != nil {
 		return nil, rej
 	}

@@ -35,6 +35,9 @@ import (
 	"github.com/proactived/proactived/triggers/natsembed"
 )
 
+// The engine decodes events on the consumer's delivery goroutine.
+var _ jsintake.Decoder = (*engine.Engine)(nil)
+
 // Options are what a daemon is built from.
 type Options struct {
 	Config   *config.Config
