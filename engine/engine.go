@@ -128,6 +128,9 @@ type Engine struct {
 	// Answers from tables only the engine writes (memo.go).
 	dedupMemo   *memo[[2]string, dedupVal]
 	contactMemo *memo[string, bool]
+	// The (rule, key) pairs of dedup marks and of outbox rows (rule,
+	// entity key) that may exist (keyfilter.go); nil: too many to load.
+	dedupKeys, outboxKeys *keyFilter
 }
 
 // New opens the engine on a store.
@@ -181,6 +184,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.maxDirty = max(e.cache.max/dirtyShare, 1)
 	e.SetRules(o.Rules)
 	if err := e.readMeta(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.loadFilters(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -298,7 +298,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 	if deferred {
 		status = "deferred"
 	}
-	if doc.Entity.Key != "" {
+	if doc.Entity.Key != "" && e.outboxKeys.mayHave(doc.Rule, doc.Entity.Key) {
 		rows, err := e.cur.tx.QueryContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND etype = ? AND status IN ('deferred', 'pending', 'retry')`, doc.Rule, doc.Entity.Key, doc.Entity.Type)
 		if err != nil {
 			e.cur.fail(err)
@@ -331,6 +331,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		trig, _ = json.Marshal(trigger{Cause: a.cause})
 	}
 	now := e.now()
+	e.outboxKeys.add(doc.Rule, doc.Entity.Key)
 	insert := func() (int64, error) {
 		res, err := e.cur.exec(ctx, `INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, hop, attempts, next_at, doc, trigger, recheck, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`,
@@ -420,12 +421,14 @@ type dedupVal struct {
 func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time) (string, int64, error) {
 	k := [2]string{rule, key}
 	v, ok := e.dedupMemo.get(k)
-	if !ok {
+	if !ok && e.dedupKeys.mayHave(rule, key) {
 		err := e.cur.tx.QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			e.cur.fail(err)
 			return "", 0, err
 		}
+	}
+	if !ok {
 		e.dedupMemo.put(k, v)
 	}
 	if v.notif == "" || v.until <= store.Millis(now) {
@@ -435,6 +438,7 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 }
 
 func (e *Engine) setDedup(ctx context.Context, rule, key string, until int64, notif string) error {
+	e.dedupKeys.add(rule, key)
 	_, err := e.cur.exec(ctx, `INSERT INTO dedup (rule, key, until, notification) VALUES (?, ?, ?, ?)
 		ON CONFLICT (rule, key) DO UPDATE SET until = excluded.until, notification = excluded.notification`, rule, key, until, notif)
 	if err == nil {
@@ -455,6 +459,9 @@ func (e *Engine) inhibitedBy(ctx context.Context, r *rules.Rule, ekey, customer,
 		since := int64(0)
 		if r.InhibitFor > 0 {
 			since = store.Millis(now.Add(-r.InhibitFor))
+		}
+		if !e.outboxKeys.mayHave(other, ekey) {
+			continue
 		}
 		var id string
 		err := e.cur.tx.QueryRowContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND status IN `+liveStatuses+` AND created_at >= ? ORDER BY created_at DESC LIMIT 1`, other, ekey, since).Scan(&id)
@@ -527,6 +534,9 @@ func (e *Engine) sentFn(rule, key string) bool { return e.countSentFn(rule, key)
 
 func (e *Engine) countSentFn(rule, key string) int {
 	if e.cur == nil {
+		return 0
+	}
+	if !e.outboxKeys.mayHave(rule, key) {
 		return 0
 	}
 	var n int

@@ -230,3 +230,42 @@ func TestHoldoutIsRecordedNotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupAndSupersedeAcrossRestart: the dedup marks and waiting
+// notifications of before a restart still count after it — the engine
+// loads the pairs it skips SQLite look-ups for from the store at start —
+// and pairs written after the restart count too.
+func TestDedupAndSupersedeAcrossRestart(t *testing.T) {
+	t.Run("supersede", func(t *testing.T) {
+		h := newHarness(t, policyRules, baseConfig)
+		h.clk.Set(time.Date(2026, 11, 20, 19, 30, 0, 0, time.UTC)) // 22:30 in Moscow: deferred
+		h.customer("c-1", map[string]any{"email": "a@x", "timezone": "Europe/Moscow"})
+		h.emit("orders.created", order("o-1", "c-1"))
+		h.emit("shipments.eta_updated", eta("o-1", "2026-11-22T12:00:00Z"))
+		h.restart()
+		h.emit("shipments.eta_updated", eta("o-1", "2026-11-23T12:00:00Z"))
+		h.advance(12 * time.Hour)
+		if r := strings.Join(h.reasons("superseded"), "|"); !strings.Contains(r, "replaced by newer notification") {
+			t.Fatalf("superseded reasons %q: the notification deferred before the restart was not replaced", r)
+		}
+		if n := len(h.sent()); n != 1 {
+			t.Fatalf("%d notifications sent at 09:00, want the newer one only", n)
+		}
+	})
+	h := newHarness(t, policyRules, baseConfig)
+	noQuiet(h)
+	h.customer("c-1", map[string]any{"email": "a@x"})
+	h.emit("orders.created", order("o-1", "c-1"))
+	h.emit("orders.promo", map[string]any{"order_id": "o-1", "n": "spring"})
+	h.restart()
+	h.emit("orders.promo", map[string]any{"order_id": "o-1", "n": "spring"}) // a repeat: deduped
+	h.emit("orders.promo", map[string]any{"order_id": "o-1", "n": "autumn"})
+	h.emit("orders.promo", map[string]any{"order_id": "o-1", "n": "autumn"}) // a repeat: deduped
+	got := map[string]int{}
+	for _, v := range h.verdicts("promo") {
+		got[v[strings.LastIndexByte(v, ' ')+1:]]++
+	}
+	if got["sent"] != 2 || got["deduped"] != 2 {
+		t.Errorf("promo verdicts %v, want 2 sent and 2 deduped", h.verdicts("promo"))
+	}
+}
