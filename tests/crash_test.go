@@ -179,6 +179,17 @@ func TestCrashSIGKILL(t *testing.T) {
 			}
 		}
 	}
+	// The journal (its own file, written after each commit by its own
+	// goroutine) holds every event once per entity it merged into: the
+	// rows a kill cut off were merged again from the stream, and none
+	// twice.
+	var rows, distinct, events int
+	if err := db.QueryRow(`SELECT count(*), count(DISTINCT seq || '/' || etype || '/' || ekey), count(DISTINCT seq) FROM journal`).Scan(&rows, &distinct, &events); err != nil {
+		t.Fatalf("journal: %v", err)
+	}
+	if rows != distinct || events != len(w.events) {
+		t.Errorf("journal: %d rows, %d distinct (event, entity) pairs, %d events; want one row per pair and all %d events", rows, distinct, events, len(w.events))
+	}
 	rebuilds, rebuilt := 0, 0
 	for i := 1; i <= run; i++ {
 		logs, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", i)))

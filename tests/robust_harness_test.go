@@ -34,6 +34,7 @@ import (
 
 	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/daemon"
+	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/triggers/natsembed/natstest"
 )
 
@@ -503,10 +504,11 @@ func waiting(st map[string]int) int {
 	return st["pending"] + st["retry"] + st["sending"] + st["deferred"]
 }
 
-// openStoreRO opens a daemon's SQLite file read-only, beside the daemon.
+// openStoreRO opens a daemon's SQLite file read-only, beside the daemon,
+// with its journal file attached.
 func openStoreRO(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	db, err := store.OpenReader(path, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
