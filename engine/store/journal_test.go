@@ -19,6 +19,20 @@ func journalRows(from, n int) []JournalRow {
 	return rows
 }
 
+// openAhead opens a store in a temporary directory with its consumer
+// position far ahead, so the journal keeps every position a test writes.
+func openAhead(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	setMeta(t, st, "last_seq", 1<<40)
+	return st, path
+}
+
 func setMeta(t *testing.T, st *Store, k string, v uint64) {
 	t.Helper()
 	if _, err := st.W.Exec(`INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)`, k, fmt.Sprint(v)); err != nil {
@@ -183,13 +197,7 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 // everything is written once when the file is writable again.
 func TestJournalWriteFailureIsRetried(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	setMeta(t, st, "last_seq", 1<<40)
+	st, path := openAhead(t)
 	if err := st.Journal.SetBusyTimeout(ctx, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -248,13 +256,7 @@ func TestJournalWriteFailureIsRetried(t *testing.T) {
 // writer goes on after it.
 func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	setMeta(t, st, "last_seq", 1<<40)
+	st, path := openAhead(t)
 	old := journalRows(1, 50) // at: 1970
 	recent := journalRows(51, 50)
 	for i := range recent {
