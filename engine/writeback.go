@@ -215,12 +215,25 @@ func (e *Engine) rolledBack() {
 // shutdown, before a fan-out scans stored state, when the API reads).
 func (e *Engine) Flush(ctx context.Context) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.flushAll(stmtCtx(ctx)); err != nil {
+	err := e.flushAll(stmtCtx(ctx))
+	e.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	return e.st.Journal.Sync(ctx)
+	// The journal rows of committed batches are with the journal's writer:
+	// wait for it, but not for long if its file cannot be written (readiness
+	// says so, and whatever reads after this sees the rows written so far;
+	// a stop leaves the rest to the rebuild at the next start).
+	sctx, cancel := context.WithTimeout(ctx, journalSyncWait)
+	defer cancel()
+	if err := e.st.Journal.Sync(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
 }
+
+// journalSyncWait bounds how long Flush waits for the journal's writer.
+const journalSyncWait = 2 * time.Second
 
 func (e *Engine) flushAll(ctx context.Context) error {
 	if len(e.dirtyQ) == 0 && len(e.journalQ) == 0 {

@@ -267,3 +267,28 @@ func TestRollbackRebuildsFromTheStream(t *testing.T) {
 		t.Fatalf("o-1 after rebuild and retry: %v", st)
 	}
 }
+
+// TestFlushDoesNotWaitForAFailingJournal: the API flushes before it reads
+// and a stop flushes before it exits; with the journal's file unwritable
+// neither waits for it for good (readiness reports the journal), and the
+// rows are written once the file is writable again.
+func TestFlushDoesNotWaitForAFailingJournal(t *testing.T) {
+	h := newHarness(t, lateRule, baseConfig)
+	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
+	release := holdJournal(h)
+	h.emit("orders.created", order("o-1", "c-1"))
+	if err := h.eng.Flush(h.ctx); err != nil {
+		t.Fatalf("flush with the journal failing: %v", err)
+	}
+	var n int
+	if err := h.st.R.QueryRow(`SELECT count(*) FROM entities WHERE type = 'order'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("entity state not written by the flush (%d, %v)", n, err)
+	}
+	release()
+	if err := h.eng.Flush(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.R.QueryRow(`SELECT count(*) FROM journal WHERE ekey = 'o-1'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("journal rows for o-1 after the file came back: %d (%v)", n, err)
+	}
+}
