@@ -95,6 +95,12 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A clean close leaves each file whole, without a WAL beside it.
+	for _, f := range []string{path + "-wal", JournalPath(path) + "-wal"} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s still there after Close (%v)", f, err)
+		}
+	}
 
 	st, err = Open(ctx, path)
 	if err != nil {

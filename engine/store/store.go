@@ -126,8 +126,12 @@ type connector struct {
 func (c connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
 func (c connector) Driver() driver.Driver                        { return c.drv }
 
-// Close writes the journal rows still handed, then closes every pool.
+// Close writes the journal rows still handed, then closes every pool. The
+// readers go first: each writer's connection is then the last one on its
+// file, and SQLite checkpoints and removes that file's WAL as it closes
+// (a read-only connection closing last would leave it behind).
 func (s *Store) Close() error {
+	errR := s.R.Close()
 	var errCk, errJ error
 	if s.Journal != nil {
 		errJ = s.Journal.close()
@@ -135,7 +139,7 @@ func (s *Store) Close() error {
 	if s.ckpt != nil {
 		errCk = s.ckpt.stop()
 	}
-	return errors.Join(errJ, errCk, s.R.Close(), s.W.Close())
+	return errors.Join(errR, errJ, errCk, s.W.Close())
 }
 
 // Ping checks that a write could be made now and that the journal's last
