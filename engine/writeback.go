@@ -23,10 +23,10 @@ import (
 // their batch committed, to the journal file's own writer on its own
 // goroutine (store/journal.go). Each records how far it is written
 // (state_seq in meta, journal_seq in the journal file's meta). After a
-// crash the intake re-reads the retained
-// events above those positions and Rebuild merges them again; re-merging an
-// event the stored state already holds is harmless, because the last event
-// to set a field wins either way.
+// crash the intake re-reads the retained events above those positions and
+// Rebuild merges them again; re-merging an event the stored state already
+// holds is harmless, because the last event to set a field wins either
+// way.
 //
 // Decisions, the outbox, dedup marks and timers are not derived from the
 // stream alone (they depend on the clock and on what was sent), so they are
@@ -124,7 +124,7 @@ func (e *Engine) flushDue(now time.Time) bool {
 	return ok && !d.at.After(cutoff)
 }
 
-// dirtyShare bounds the write-back queues to a quarter of the entity
+// dirtyShare bounds the write-back queue to a quarter of the entity
 // cache: beyond it the oldest entries are written at once, so memory stays
 // bounded under any load, and the cache (which keeps unwritten entities
 // when it drops a generation) never fills with them.
