@@ -45,3 +45,26 @@ func TestKeyFilterNeverMissesAPairItHolds(t *testing.T) {
 	}
 	none.add("r", "k") // no panic
 }
+
+// BenchmarkKeyFilter: one "never written?" question to a filter of a
+// million pairs, and one pair added.
+func BenchmarkKeyFilter(b *testing.B) {
+	f := &keyFilter{seed: maphash.MakeSeed(), layers: []bloom{newBloom(2_000_000)}}
+	for i := 0; i < 1_000_000; i++ {
+		f.add(fmt.Sprint("rule-", i%1000), fmt.Sprint("o-", i))
+	}
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprint("o-", 2_000_000+i)
+	}
+	b.Run("mayHave", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			f.mayHave("rule-7", keys[i%len(keys)])
+		}
+	})
+	b.Run("add", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			f.add("rule-7", keys[i%len(keys)])
+		}
+	})
+}
