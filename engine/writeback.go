@@ -244,26 +244,14 @@ func (e *Engine) flushAll(ctx context.Context) error {
 
 // readMeta loads the consumer and write-back positions.
 func (e *Engine) readMeta(ctx context.Context) error {
-	get := func(k string) (uint64, bool, error) {
-		var v string
-		err := e.st.W.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = ?`, k).Scan(&v)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, false, nil
-		}
-		if err != nil {
-			return 0, false, fmt.Errorf("engine: read %s: %w", k, err)
-		}
-		n, _ := strconv.ParseUint(v, 10, 64)
-		return n, true, nil
-	}
 	var err error
-	if e.lastSeq, _, err = get("last_seq"); err != nil {
-		return err
+	if e.lastSeq, _, err = store.ReadSeq(ctx, e.st.W, "last_seq"); err != nil {
+		return fmt.Errorf("engine: %w", err)
 	}
 	var ok bool
 	// A store written before write-back has everything written.
-	if e.stateSeq, ok, err = get("state_seq"); err != nil {
-		return err
+	if e.stateSeq, ok, err = store.ReadSeq(ctx, e.st.W, "state_seq"); err != nil {
+		return fmt.Errorf("engine: %w", err)
 	} else if !ok {
 		e.stateSeq = e.lastSeq
 	}

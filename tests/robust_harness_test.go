@@ -508,10 +508,7 @@ func waiting(st map[string]int) int {
 // with its journal file attached.
 func openStoreRO(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := store.OpenReader(path, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := store.OpenReader(path, 2)
 	t.Cleanup(func() { db.Close() })
 	return db
 }

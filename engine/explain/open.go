@@ -12,9 +12,10 @@ import (
 )
 
 // OpenReadOnly opens the store's SQLite file (with its journal file) for
-// reading only, beside a running daemon (WAL lets readers run while the one writer commits). It
-// never creates or migrates anything: a missing file is an error that says
-// so, and so is a file that is not a proactived store.
+// reading only, beside a running daemon (WAL lets readers run while the
+// one writer commits). It never creates or migrates anything: a missing
+// file is an error that says so, and so is a file that is not a proactived
+// store.
 func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -26,10 +27,7 @@ func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("open %s: is a directory, want the SQLite file", path)
 	}
-	db, err := store.OpenReader(path, 2)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
+	db := store.OpenReader(path, 2)
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('entities', 'decisions', 'outbox')`).Scan(&n); err != nil {
 		db.Close()

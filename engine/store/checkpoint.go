@@ -43,13 +43,10 @@ type checkpointer struct {
 func startCheckpointer(ctx context.Context, w *sql.DB, path string) (*checkpointer, error) {
 	q := url.Values{}
 	q.Set("_busy_timeout", "10000")
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	db, err := openSingle(path, q)
 	if err != nil {
 		return nil, fmt.Errorf("checkpointer: %w", err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("checkpointer: %w", err)

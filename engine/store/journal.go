@@ -3,14 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -66,8 +64,9 @@ const (
 	// Append blocks, so a journal that cannot keep up (or cannot write)
 	// slows the intake instead of growing memory.
 	journalMaxPending = 16384
-	// journalBackoffMax bounds the wait between attempts after a failed
-	// write.
+	// journalBackoffMin and journalBackoffMax bound the wait between
+	// attempts after a failed write (doubling from the one to the other).
+	journalBackoffMin = 50 * time.Millisecond
 	journalBackoffMax = 5 * time.Second
 	// journalBusy is how long a journal write waits for a lock held by
 	// another connection (a backup, an operator's DELETE) before it counts
@@ -83,8 +82,9 @@ type Journal struct {
 
 	mu      sync.Mutex
 	pending []JournalRow
-	// through is the stream position the rows handed so far cover.
-	through uint64
+	// through is the stream position the rows handed so far cover;
+	// durable, the one the last write committed.
+	through, durable uint64
 	// handed counts Append calls; written is the last one written.
 	handed, written uint64
 	err             error
@@ -92,10 +92,9 @@ type Journal struct {
 	wake            chan struct{} // cap 1: there is work
 	progress        chan struct{} // closed (and replaced) after each write or failure
 
-	durable atomic.Uint64
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 // openJournal opens (creating if needed) the journal file beside the main
@@ -110,13 +109,10 @@ func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) 
 	q.Set("_txlock", "immediate")
 	q.Set("_cache_size", "-8192") // 8 MiB: appends touch the right edge of each B-tree only
 	q.Set("_stmt_cache_size", "16")
-	db, err := sql.Open("sqlite3", "file:"+jpath+"?"+q.Encode())
+	db, err := openSingle(jpath, q)
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
 	for _, stmt := range journalSchema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			db.Close()
@@ -137,12 +133,12 @@ func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) 
 		db: db, path: jpath,
 		ins:      Insert("journal (seq, at, etype, ekey, subject, msg_id, data)", 7),
 		through:  seq,
+		durable:  seq,
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}
-	j.durable.Store(seq)
 	go j.run(cctx)
 	return j, nil
 }
@@ -209,23 +205,11 @@ func moveJournal(ctx context.Context, w *sql.DB, jpath string) (err error) {
 // main file restored from an older backup) forgets the events the intake
 // will process again.
 func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
-	get := func(db *sql.DB, k string) (uint64, bool, error) {
-		var v string
-		err := db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = ?`, k).Scan(&v)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, false, nil
-		}
-		if err != nil {
-			return 0, false, err
-		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		return n, err == nil, err
-	}
-	last, _, err := get(w, "last_seq")
+	last, _, err := ReadSeq(ctx, w, "last_seq")
 	if err != nil {
 		return 0, err
 	}
-	seq, ok, err := get(j, "journal_seq")
+	seq, ok, err := ReadSeq(ctx, j, "journal_seq")
 	if err != nil {
 		return 0, err
 	}
@@ -248,7 +232,11 @@ func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
 
 // Durable is the stream position up to which every event's rows are
 // committed in the journal file.
-func (j *Journal) Durable() uint64 { return j.durable.Load() }
+func (j *Journal) Durable() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.durable
+}
 
 // Path is the journal file.
 func (j *Journal) Path() string { return j.path }
@@ -317,7 +305,7 @@ func (j *Journal) Sync(ctx context.Context) error {
 func (j *Journal) run(ctx context.Context) {
 	defer close(j.done)
 	var spare []JournalRow
-	backoff := 50 * time.Millisecond
+	backoff := journalBackoffMin
 	for {
 		select {
 		case <-j.wake:
@@ -325,12 +313,13 @@ func (j *Journal) run(ctx context.Context) {
 		}
 		stopping := ctx.Err() != nil
 		j.mu.Lock()
-		rows, through, handed := j.pending, j.through, j.handed
+		rows, through, handed, written := j.pending, j.through, j.handed, j.written
 		j.pending = spare[:0]
 		j.mu.Unlock()
-		for {
+		for handed != written { // else nothing was handed since the last write
 			err := j.write(rows, through, handed)
 			if err == nil {
+				backoff = journalBackoffMin
 				break
 			}
 			j.mu.Lock()
@@ -362,9 +351,6 @@ func (j *Journal) run(ctx context.Context) {
 // write commits rows and the position, and records the progress.
 func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	ctx := context.Background() // a write is short and never abandoned half-way
-	if handed == j.writtenN() {
-		return nil
-	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
@@ -384,18 +370,11 @@ func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
-	j.durable.Store(through)
 	j.mu.Lock()
-	j.written, j.err = handed, nil
+	j.written, j.durable, j.err = handed, through, nil
 	j.notify()
 	j.mu.Unlock()
 	return nil
-}
-
-func (j *Journal) writtenN() uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.written
 }
 
 // notify wakes everyone waiting for the writer; j.mu is held.
@@ -418,7 +397,7 @@ func (j *Journal) close() error {
 // SetBusyTimeout changes how long a journal write waits for a lock held by
 // another connection before it fails and is retried (Open sets 5 s).
 func (j *Journal) SetBusyTimeout(ctx context.Context, d time.Duration) error {
-	if _, err := j.db.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds())); err != nil {
+	if err := setBusyTimeout(ctx, j.db, d); err != nil {
 		return fmt.Errorf("journal busy timeout: %w", err)
 	}
 	return nil

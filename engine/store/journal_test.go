@@ -81,10 +81,7 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 		t.Fatalf("main file has a journal table (%d, %v)", tables, err)
 	}
 	// A read-only opener (proactived explain) sees it too.
-	ro, err := OpenReader(path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := OpenReader(path, 1)
 	if n, _ := journalCount(t, ro); n != 300 {
 		t.Fatalf("read-only opener sees %d rows", n)
 	}

@@ -48,7 +48,7 @@ func (s *Store) ping(ctx context.Context) (err error) {
 // connection before it fails (Open sets 10 s). The writer keeps its one
 // connection for the life of the pool, so the setting lasts.
 func (s *Store) SetBusyTimeout(ctx context.Context, d time.Duration) error {
-	if _, err := s.W.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds())); err != nil {
+	if err := setBusyTimeout(ctx, s.W, d); err != nil {
 		return fmt.Errorf("store busy timeout: %w", err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/mattn/go-sqlite3" // SQLite driver (cgo)
@@ -54,13 +55,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// the same few dozen statements for every event, and compiling the SQL
 	// each time was the largest single cost of a batch (BENCHMARKS.md).
 	q.Set("_stmt_cache_size", "128")
-	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	w, err := openSingle(path, q)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -74,12 +72,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	r, err := OpenReader(path, 4)
-	if err != nil {
-		j.close()
-		w.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+	r := OpenReader(path, 4)
 	ckpt, err := startCheckpointer(ctx, w, path)
 	if err != nil {
 		r.Close()
@@ -93,8 +86,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // OpenReader opens a read-only pool of up to conns connections on the
 // database at path, with its journal file attached when there is one (so
 // an unqualified `journal` names the journal's table). It creates and
-// migrates nothing.
-func OpenReader(path string, conns int) (*sql.DB, error) {
+// migrates nothing; connections open on first use, so a missing or
+// unreadable file shows as the first query's error.
+func OpenReader(path string, conns int) *sql.DB {
 	rq := url.Values{}
 	rq.Set("_busy_timeout", "10000")
 	rq.Set("mode", "ro")
@@ -113,7 +107,45 @@ func OpenReader(path string, conns int) (*sql.DB, error) {
 	}
 	r := sql.OpenDB(connector{drv: drv, dsn: "file:" + path + "?" + rq.Encode()})
 	r.SetMaxOpenConns(conns)
-	return r, nil
+	return r
+}
+
+// openSingle opens a pool of exactly one connection, kept for the life of
+// the pool: a writer (the main file's, the journal's) or the checkpointer.
+// Settings made on the connection (PRAGMAs) therefore last.
+func openSingle(path string, q url.Values) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
+
+// setBusyTimeout sets how long db's (single) connection waits for a lock
+// held by another connection before a write fails.
+func setBusyTimeout(ctx context.Context, db *sql.DB, d time.Duration) error {
+	_, err := db.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, d.Milliseconds()))
+	return err
+}
+
+// ReadSeq reads a stream position kept in a meta table (last_seq,
+// state_seq, journal_seq); ok is false when there is none.
+func ReadSeq(ctx context.Context, db *sql.DB, k string) (seq uint64, ok bool, err error) {
+	var v string
+	err = db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = ?`, k).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", k, err)
+	}
+	if seq, err = strconv.ParseUint(v, 10, 64); err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", k, err)
+	}
+	return seq, true, nil
 }
 
 // connector opens connections of one driver configuration; unlike
@@ -132,10 +164,8 @@ func (c connector) Driver() driver.Driver                        { return c.drv 
 // (a read-only connection closing last would leave it behind).
 func (s *Store) Close() error {
 	errR := s.R.Close()
-	var errCk, errJ error
-	if s.Journal != nil {
-		errJ = s.Journal.close()
-	}
+	errJ := s.Journal.close()
+	var errCk error
 	if s.ckpt != nil {
 		errCk = s.ckpt.stop()
 	}
@@ -145,10 +175,8 @@ func (s *Store) Close() error {
 // Ping checks that a write could be made now and that the journal's last
 // write did not fail (readiness); see ping.go.
 func (s *Store) Ping(ctx context.Context) error {
-	if s.Journal != nil {
-		if err := s.Journal.Err(); err != nil {
-			return fmt.Errorf("ping store: %w", err)
-		}
+	if err := s.Journal.Err(); err != nil {
+		return fmt.Errorf("ping store: %w", err)
 	}
 	return s.ping(ctx)
 }
