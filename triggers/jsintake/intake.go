@@ -116,6 +116,9 @@ type Intake struct {
 	cons atomic.Pointer[jetstream.Consumer]
 	// storeOK is false while commits fail (readiness).
 	storeOK atomic.Bool
+	// dec is the handler as a Decoder (nil if it is not one): deliveries
+	// are then decoded as they arrive.
+	dec Decoder
 }
 
 // managedKey marks streams proactived created, whose subjects it may update.
@@ -155,6 +158,7 @@ func New(o Options) (*Intake, error) {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
 	in := &Intake{o: o, js: js, log: o.Logger.With("component", "intake")}
+	in.dec, _ = o.Handler.(Decoder)
 	in.storeOK.Store(true)
 	return in, nil
 }
@@ -350,13 +354,13 @@ func (in *Intake) Run(ctx context.Context) error {
 }
 
 // delivery is a message as the consumer delivered it: its metadata parsed
-// once, and decoded if the handler is a Decoder.
+// once, and, if the handler is a Decoder, Decode's answer (for every
+// message with metadata that is not a dead letter).
 type delivery struct {
-	m     jetstream.Msg
-	md    *jetstream.MsgMetadata // nil if the metadata could not be parsed
-	dec   any
-	rej   *event.Rejection
-	ready bool // dec / rej hold Decode's answer
+	m   jetstream.Msg
+	md  *jetstream.MsgMetadata // nil if the metadata could not be parsed
+	dec any
+	rej *event.Rejection
 }
 
 // subscription is one consumer (re)created by subscribe and the messages
@@ -446,14 +450,12 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 	in.cons.Store(&cons)
 	msgs := make(chan delivery, buffered)
 	sctx, cancel := context.WithCancel(ctx)
-	dec, _ := in.o.Handler.(Decoder)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		d := delivery{m: m}
 		if md, err := m.Metadata(); err == nil {
 			d.md = md
-			if dec != nil && !strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
-				d.dec, d.rej = dec.Decode(RawOf(m, md))
-				d.ready = true
+			if in.dec != nil && !in.isDeadLetter(m) {
+				d.dec, d.rej = in.dec.Decode(RawOf(m, md))
 			}
 		}
 		select {
@@ -557,7 +559,6 @@ func (in *Intake) handle(ctx context.Context, batch []delivery, retry bool) erro
 	accepted := make([]any, 0, len(batch))
 	last := in.o.Handler.LastSeq()
 	upTo := last
-	dec, _ := in.o.Handler.(Decoder)
 	for _, d := range batch {
 		m, md := d.m, d.md
 		if md == nil {
@@ -567,18 +568,18 @@ func (in *Intake) handle(ctx context.Context, batch []delivery, retry bool) erro
 		if md.Sequence.Stream <= last {
 			continue // already committed: acked below with the batch
 		}
-		if strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
+		if in.isDeadLetter(m) {
 			continue
 		}
 		var p any
 		var rej *event.Rejection
 		switch {
-		case d.ready && !retry && d.rej != nil:
-			rej = d.rej
-		case d.ready && !retry:
-			p, rej = dec.AcceptDecoded(d.dec)
-		default:
+		case in.dec == nil || retry:
 			p, rej = in.o.Handler.Accept(RawOf(m, md))
+		case d.rej != nil:
+			rej = d.rej
+		default:
+			p, rej = in.dec.AcceptDecoded(d.dec)
 		}
 		if rej != nil {
 			if err := in.deadLetter(ctx, m, rej); err != nil {
@@ -598,6 +599,12 @@ func (in *Intake) handle(ctx context.Context, batch []delivery, retry bool) erro
 	}
 	in.o.Observer.Consumed(len(batch))
 	return nil
+}
+
+// isDeadLetter says m is on the dead-letter subjects (which the stream
+// may hold too): never processed.
+func (in *Intake) isDeadLetter(m jetstream.Msg) bool {
+	return strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".")
 }
 
 func (in *Intake) deadLetter(ctx context.Context, m jetstream.Msg, rej *event.Rejection) error {
@@ -673,7 +680,7 @@ func (in *Intake) rebuild(ctx context.Context) error {
 			if seq > to {
 				break
 			}
-			if !strings.HasPrefix(m.Subject(), in.o.DeadPrefix+".") {
+			if !in.isDeadLetter(m) {
 				if err := rb.Rebuild(ctx, RawOf(m, md)); err != nil {
 					return err
 				}
