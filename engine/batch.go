@@ -14,7 +14,10 @@ import (
 // returned by commit, so the evaluation code can record decisions without
 // threading errors through every helper.
 type batch struct {
-	tx      *sql.Tx
+	tx *sql.Tx
+	// pipe, when set, runs the batch's writes on a goroutine of its own
+	// (pipe.go); reads and writes whose answer is used sync with it first.
+	pipe    *stmtPipe
 	err     error
 	touched []*entity
 	queued  int
@@ -27,7 +30,10 @@ type batch struct {
 	wb       writeBack
 }
 
-func (e *Engine) begin(ctx context.Context) (*batch, error) {
+// begin opens the write transaction of a batch; piped runs its writes on
+// a goroutine of its own (event batches; timers, schedules and fan-out
+// pages run theirs in place).
+func (e *Engine) begin(ctx context.Context, piped bool) (*batch, error) {
 	tx, err := e.st.W.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -35,10 +41,16 @@ func (e *Engine) begin(ctx context.Context) (*batch, error) {
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
 		decisions: rowBuffer{ins: e.decisionRows},
 	}
+	if piped {
+		e.cur.pipe = newStmtPipe(ctx, tx)
+	}
 	return e.cur, nil
 }
 
 func (e *Engine) rollback(b *batch) {
+	if b.pipe != nil {
+		b.pipe.stop()
+	}
 	_ = b.tx.Rollback()
 	e.rolledBack()
 	e.cur = nil
@@ -48,11 +60,17 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
-	if err := b.decisions.flush(ctx, b.tx); err != nil {
+	if b.pipe != nil {
+		b.pipe.add(stmt{bulk: b.decisions.ins, args: b.decisions.take()})
+	} else if err := b.decisions.flush(ctx, b.tx); err != nil {
 		return err
 	}
 	if err := e.flushState(ctx, b, b.flushAll); err != nil {
 		return err
+	}
+	if b.pipe != nil {
+		b.sync()
+		b.pipe.stop()
 	}
 	if b.err != nil {
 		return b.err
@@ -88,7 +106,7 @@ func (e *Engine) withTxAll(ctx context.Context, fn func() error) (err error) {
 }
 
 func (e *Engine) withTxFlush(ctx context.Context, all bool, fn func() error) (err error) {
-	b, err := e.begin(ctx)
+	b, err := e.begin(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -113,7 +131,28 @@ func (b *batch) fail(err error) {
 	}
 }
 
+// sync waits for the pipe to run every write queued so far (a no-op
+// without a pipe); a failed write fails the batch.
+func (b *batch) sync() {
+	if b.pipe != nil {
+		b.fail(b.pipe.sync())
+	}
+}
+
+// reader is the transaction for a read that must see the batch's own
+// writes: after the pipe ran those queued so far.
+func (b *batch) reader() *sql.Tx {
+	b.sync()
+	return b.tx
+}
+
+// exec runs a statement whose answer the caller uses, in place (after
+// the queued writes).
 func (b *batch) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	b.sync()
+	if b.err != nil {
+		return nil, b.err
+	}
 	res, err := b.tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		err = fmt.Errorf("store: %w", err)
@@ -122,8 +161,29 @@ func (b *batch) exec(ctx context.Context, q string, args ...any) (sql.Result, er
 	return res, err
 }
 
-func (b *batch) seen(ctx context.Context, id string, seq uint64, now time.Time) (bool, error) {
-	res, err := b.exec(ctx, `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, id, store.Millis(now), int64(seq))
+// write runs a statement whose answer nobody uses: queued on the pipe, or
+// in place without one. A failure surfaces at the next sync or the commit
+// (and at once without a pipe).
+func (b *batch) write(ctx context.Context, q string, args ...any) error {
+	if b.pipe == nil {
+		_, err := b.exec(ctx, q, args...)
+		return err
+	}
+	b.pipe.add(stmt{q: q, args: args})
+	return nil
+}
+
+// seen records a producer's event id and says whether it was recorded
+// before. An id the filter has never seen is new for certain, so its row
+// is queued without waiting for the answer.
+func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now time.Time) (bool, error) {
+	const q = `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	maybe := e.seenKeys.mayHave(id, "")
+	e.seenKeys.add(id, "")
+	if !maybe {
+		return false, b.write(ctx, q, id, store.Millis(now), int64(seq))
+	}
+	res, err := b.exec(ctx, q, id, store.Millis(now), int64(seq))
 	if err != nil {
 		return false, err
 	}
@@ -148,7 +208,7 @@ func (b *batch) deleteTimer(ctx context.Context, rule, etype, ekey, kind string)
 // timer returns the due time of an armed timer, zero if none.
 func (b *batch) timer(ctx context.Context, rule, etype, ekey, kind string) (time.Time, error) {
 	var due int64
-	err := b.tx.QueryRowContext(ctx, `SELECT due FROM timers WHERE rule = ? AND etype = ? AND ekey = ? AND kind = ?`, rule, etype, ekey, kind).Scan(&due)
+	err := b.reader().QueryRowContext(ctx, `SELECT due FROM timers WHERE rule = ? AND etype = ? AND ekey = ? AND kind = ?`, rule, etype, ekey, kind).Scan(&due)
 	if err == sql.ErrNoRows {
 		return time.Time{}, nil
 	}
@@ -160,10 +220,9 @@ func (b *batch) timer(ctx context.Context, rule, etype, ekey, kind string) (time
 }
 
 func (b *batch) setTimer(ctx context.Context, rule, etype, ekey, kind string, due, armed time.Time, payload []byte) error {
-	_, err := b.exec(ctx, `INSERT INTO timers (rule, etype, ekey, kind, due, armed_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)
+	return b.write(ctx, `INSERT INTO timers (rule, etype, ekey, kind, due, armed_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (rule, etype, ekey, kind) DO UPDATE SET due = excluded.due, armed_at = excluded.armed_at, payload = excluded.payload`,
 		rule, etype, ekey, kind, store.Millis(due), store.Millis(armed), payload)
-	return err
 }
 
 // decision is one recorded verdict.

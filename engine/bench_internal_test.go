@@ -211,7 +211,7 @@ func BenchmarkStateLoadStore(b *testing.B) {
 				}
 			}
 			e.cache.reset() // every load misses
-			if _, err := e.begin(ctx); err != nil {
+			if _, err := e.begin(ctx, true); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -251,7 +251,7 @@ func BenchmarkOutboxWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if _, err := e.begin(ctx); err != nil {
+			if _, err := e.begin(ctx, true); err != nil {
 				b.Fatal(err)
 			}
 		}

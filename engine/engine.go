@@ -131,6 +131,10 @@ type Engine struct {
 	// The (rule, key) pairs of dedup marks and of outbox rows (rule,
 	// entity key) that may exist (keyfilter.go); nil: too many to load.
 	dedupKeys, outboxKeys *keyFilter
+	// idemKeys holds outbox idempotency keys, seenKeys producers' event
+	// ids: "never seen" lets the batch queue their insert on its pipe
+	// without waiting for the row count.
+	idemKeys, seenKeys *keyFilter
 }
 
 // New opens the engine on a store.
@@ -346,7 +350,7 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	b, err := e.begin(ctx)
+	b, err := e.begin(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -362,7 +366,7 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 			continue // redelivered after we committed it: no second effect
 		}
 		if ev.ExplicitID {
-			dup, err := b.seen(ctx, ev.ID, ev.Seq, e.now())
+			dup, err := e.seen(ctx, b, ev.ID, ev.Seq, e.now())
 			if err != nil {
 				return err
 			}

@@ -142,11 +142,19 @@ func (e *Engine) loadFilters(ctx context.Context) error {
 	if e.outboxKeys, no, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM outbox`, `SELECT rule, ekey FROM outbox`); err != nil {
 		return fmt.Errorf("engine: load outbox keys: %w", err)
 	}
-	if e.dedupKeys == nil || e.outboxKeys == nil {
-		e.log.Info("a table is too big to filter look-ups in memory; they go to SQLite", "dedup_rows", nd, "outbox_rows", no, "max", maxFilterLoad)
+	// The idem_key and seen_ids primary key indexes cover these.
+	if e.idemKeys, _, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM outbox`, `SELECT idem_key, '' FROM outbox`); err != nil {
+		return fmt.Errorf("engine: load idempotency keys: %w", err)
+	}
+	var ns int
+	if e.seenKeys, ns, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM seen_ids`, `SELECT id, '' FROM seen_ids`); err != nil {
+		return fmt.Errorf("engine: load seen event ids: %w", err)
+	}
+	if e.dedupKeys == nil || e.outboxKeys == nil || e.seenKeys == nil {
+		e.log.Info("a table is too big to filter look-ups in memory; they go to SQLite", "dedup_rows", nd, "outbox_rows", no, "seen_ids_rows", ns, "max", maxFilterLoad)
 	}
 	if d := time.Since(began); d > time.Second {
-		e.log.Info("loaded the key filters", "dedup_rows", nd, "outbox_rows", no, "took", d.Round(time.Millisecond))
+		e.log.Info("loaded the key filters", "dedup_rows", nd, "outbox_rows", no, "seen_ids_rows", ns, "took", d.Round(time.Millisecond))
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func TestFlushRowsEveryChunkSize(t *testing.T) {
 	e := &Engine{st: st, decisionRows: store.InsertDecisions()}
 	total := 0
 	for _, n := range []int{0, 1, 3, 4, 17, 64, 85, 150} {
-		b, err := e.begin(ctx)
+		b, err := e.begin(ctx, false)
 		if err != nil {
 			t.Fatal(err)
 		}

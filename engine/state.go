@@ -58,6 +58,10 @@ func (e *Engine) load(ctx context.Context, typ, key string) (*entity, error) {
 	)
 	q := e.st.W.QueryRowContext
 	if e.cur != nil {
+		// Without waiting for the batch's pipe: entity rows are written
+		// only at commit (flushState), never by the statements it queued
+		// while evaluating, and database/sql serialises the two
+		// goroutines' calls on the connection.
 		q = e.cur.tx.QueryRowContext
 	}
 	err := q(ctx, `SELECT state, created_at, updated_at FROM entities WHERE type = ? AND key = ?`, typ, key).Scan(&raw, &created, &updated)
@@ -90,8 +94,7 @@ func (e *Engine) saveEntity(ctx context.Context, b *batch, en *entity) error {
 	if err != nil {
 		return fmt.Errorf("save %s:%s: %w", en.typ, en.key, err)
 	}
-	_, err = b.exec(ctx, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+	return b.write(ctx, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (type, key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
 		en.typ, en.key, raw, store.Millis(en.created), store.Millis(en.updated))
-	return err
 }

@@ -78,7 +78,8 @@ type Options struct {
 	Embedded bool
 	// Dir is the work directory; default a temporary one, removed after.
 	Dir string
-	// CPUProfile, if set, receives a CPU profile of the engine run.
+	// CPUProfile, if set, receives a CPU profile of the engine draining
+	// the backlog (not of the delivery and latency runs after it).
 	CPUProfile string
 	// Trace, if set, receives an execution trace (go tool trace) of the
 	// engine draining the backlog: where its goroutine waits.
@@ -605,6 +606,7 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	target := uint64(r.o.Events)
 	err = r.waitSeq(ctx, target, true)
 	stopTrace()
+	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -661,10 +663,10 @@ func recordTo(path, what string, start func(io.Writer) error, stop func()) (func
 		f.Close()
 		return nil, fmt.Errorf("bench: %s: %w", what, err)
 	}
-	return func() {
+	return sync.OnceFunc(func() {
 		stop()
 		f.Close()
-	}, nil
+	}), nil
 }
 
 func (r *runner) outboxRows(ctx context.Context) (int, error) {
