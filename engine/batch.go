@@ -17,10 +17,13 @@ type batch struct {
 	tx *sql.Tx
 	// pipe, when set, runs the batch's writes on a goroutine of its own
 	// (pipe.go); reads and writes whose answer is used sync with it first.
-	pipe    *stmtPipe
-	err     error
-	touched []*entity
-	queued  int
+	pipe *stmtPipe
+	// unsynced are the tables with writes queued on the pipe since the
+	// last sync: a read of any other table need not wait.
+	unsynced tables
+	err      error
+	touched  []*entity
+	queued   int
 	// decisions are written at commit (rowbuf.go).
 	decisions rowBuffer
 	// lastSeq is the consumer position this batch commits.
@@ -61,6 +64,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		return b.err
 	}
 	if b.pipe != nil {
+		b.unsynced |= tOther
 		b.pipe.add(stmt{bulk: b.decisions.ins, args: b.decisions.take()})
 	} else if err := b.decisions.flush(ctx, b.tx); err != nil {
 		return err
@@ -131,18 +135,38 @@ func (b *batch) fail(err error) {
 	}
 }
 
+// tables is a set of the tables a batch writes while it evaluates.
+type tables uint8
+
+const (
+	tOutbox tables = 1 << iota
+	tDedup
+	tContacts
+	tTimers
+	tSeen
+	// tOther: entities, meta, decisions — written at commit, never read
+	// back by the batch.
+	tOther
+)
+
 // sync waits for the pipe to run every write queued so far (a no-op
 // without a pipe); a failed write fails the batch.
 func (b *batch) sync() {
 	if b.pipe != nil {
 		b.fail(b.pipe.sync())
+		b.unsynced = 0
 	}
 }
 
-// reader is the transaction for a read that must see the batch's own
-// writes: after the pipe ran those queued so far.
-func (b *batch) reader() *sql.Tx {
-	b.sync()
+// reader is the transaction for a read of the tables t that must see the
+// batch's own writes: after the pipe ran those queued for t. Most reads
+// wait for nothing: a read of a table with nothing queued runs beside the
+// pipe (database/sql serialises the two goroutines' calls on the
+// connection, and the statements still queued touch other tables).
+func (b *batch) reader(t tables) *sql.Tx {
+	if b.unsynced&t != 0 {
+		b.sync()
+	}
 	return b.tx
 }
 
@@ -164,11 +188,12 @@ func (b *batch) exec(ctx context.Context, q string, args ...any) (sql.Result, er
 // write runs a statement whose answer nobody uses: queued on the pipe, or
 // in place without one. A failure surfaces at the next sync or the commit
 // (and at once without a pipe).
-func (b *batch) write(ctx context.Context, q string, args ...any) error {
+func (b *batch) write(ctx context.Context, t tables, q string, args ...any) error {
 	if b.pipe == nil {
 		_, err := b.exec(ctx, q, args...)
 		return err
 	}
+	b.unsynced |= t
 	b.pipe.add(stmt{q: q, args: args})
 	return nil
 }
@@ -181,7 +206,7 @@ func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now 
 	maybe := e.seenKeys.mayHave(id, "")
 	e.seenKeys.add(id, "")
 	if !maybe {
-		return false, b.write(ctx, q, id, store.Millis(now), int64(seq))
+		return false, b.write(ctx, tSeen, q, id, store.Millis(now), int64(seq))
 	}
 	res, err := b.exec(ctx, q, id, store.Millis(now), int64(seq))
 	if err != nil {
@@ -208,7 +233,7 @@ func (b *batch) deleteTimer(ctx context.Context, rule, etype, ekey, kind string)
 // timer returns the due time of an armed timer, zero if none.
 func (b *batch) timer(ctx context.Context, rule, etype, ekey, kind string) (time.Time, error) {
 	var due int64
-	err := b.reader().QueryRowContext(ctx, `SELECT due FROM timers WHERE rule = ? AND etype = ? AND ekey = ? AND kind = ?`, rule, etype, ekey, kind).Scan(&due)
+	err := b.reader(tTimers).QueryRowContext(ctx, `SELECT due FROM timers WHERE rule = ? AND etype = ? AND ekey = ? AND kind = ?`, rule, etype, ekey, kind).Scan(&due)
 	if err == sql.ErrNoRows {
 		return time.Time{}, nil
 	}
@@ -220,7 +245,7 @@ func (b *batch) timer(ctx context.Context, rule, etype, ekey, kind string) (time
 }
 
 func (b *batch) setTimer(ctx context.Context, rule, etype, ekey, kind string, due, armed time.Time, payload []byte) error {
-	return b.write(ctx, `INSERT INTO timers (rule, etype, ekey, kind, due, armed_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)
+	return b.write(ctx, tTimers, `INSERT INTO timers (rule, etype, ekey, kind, due, armed_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (rule, etype, ekey, kind) DO UPDATE SET due = excluded.due, armed_at = excluded.armed_at, payload = excluded.payload`,
 		rule, etype, ekey, kind, store.Millis(due), store.Millis(armed), payload)
 }

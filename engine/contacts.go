@@ -71,7 +71,7 @@ func (e *Engine) supportContact(ctx context.Context, ev *event.Event) error {
 	if id == "" {
 		id = ev.ID
 	}
-	err := e.cur.write(ctx, `INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	err := e.cur.write(ctx, tContacts, `INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		store.Millis(at), customer, etype, ekey, event.KeyString(d["topic"]), event.KeyString(d["channel"]), status, id)
 	if err == nil {
 		e.contactMemo.put(customer, true)
@@ -98,7 +98,7 @@ func (e *Engine) openContact(ctx context.Context, customer, etype, ekey string) 
 	// costs several times a plain probe, even on an empty table).
 	has, ok := e.contactMemo.get(customer)
 	if !ok {
-		if err := e.cur.reader().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM contacts WHERE customer = ?)`, customer).Scan(&has); err != nil {
+		if err := e.cur.reader(tContacts).QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM contacts WHERE customer = ?)`, customer).Scan(&has); err != nil {
 			e.cur.fail(err)
 			return "", err
 		}
@@ -113,7 +113,7 @@ func (e *Engine) openContact(ctx context.Context, customer, etype, ekey string) 
 	}
 	for _, ref := range refs {
 		var status, id string
-		err := e.cur.reader().QueryRowContext(ctx, `SELECT status, contact_id FROM contacts WHERE customer = ? AND etype = ? AND ekey = ? ORDER BY at DESC, id DESC LIMIT 1`,
+		err := e.cur.reader(tContacts).QueryRowContext(ctx, `SELECT status, contact_id FROM contacts WHERE customer = ? AND etype = ? AND ekey = ? ORDER BY at DESC, id DESC LIMIT 1`,
 			customer, ref[0], ref[1]).Scan(&status, &id)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue

@@ -299,7 +299,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		status = "deferred"
 	}
 	if doc.Entity.Key != "" && e.outboxKeys.mayHave(doc.Rule, doc.Entity.Key) {
-		rows, err := e.cur.reader().QueryContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND etype = ? AND status IN ('deferred', 'pending', 'retry')`, doc.Rule, doc.Entity.Key, doc.Entity.Type)
+		rows, err := e.cur.reader(tOutbox).QueryContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND etype = ? AND status IN ('deferred', 'pending', 'retry')`, doc.Rule, doc.Entity.Key, doc.Entity.Type)
 		if err != nil {
 			e.cur.fail(err)
 			return err
@@ -343,7 +343,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		e.idemKeys.add(doc.IdempotencyKey, "")
 		if !maybe {
 			// A key never used cannot conflict: queued, no answer needed.
-			return 1, e.cur.write(ctx, q, args()...)
+			return 1, e.cur.write(ctx, tOutbox, q, args()...)
 		}
 		res, err := e.cur.exec(ctx, q, args()...)
 		if err != nil {
@@ -382,7 +382,7 @@ func (e *Engine) dropQueued(ctx context.Context, id, verdict, why string) error 
 		return err
 	}
 	var rule, etype, ekey, cust string
-	if err := e.cur.reader().QueryRowContext(ctx, `SELECT rule, etype, ekey, customer FROM outbox WHERE id = ?`, id).Scan(&rule, &etype, &ekey, &cust); err == nil {
+	if err := e.cur.reader(tOutbox).QueryRowContext(ctx, `SELECT rule, etype, ekey, customer FROM outbox WHERE id = ?`, id).Scan(&rule, &etype, &ekey, &cust); err == nil {
 		e.decide(ctx, decision{ruleName: rule, etype: etype, ekey: ekey, customer: cust, verdict: verdict, reason: why, notification: id})
 	}
 	return nil
@@ -431,7 +431,7 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 	k := [2]string{rule, key}
 	v, ok := e.dedupMemo.get(k)
 	if !ok && e.dedupKeys.mayHave(rule, key) {
-		err := e.cur.reader().QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
+		err := e.cur.reader(tDedup).QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			e.cur.fail(err)
 			return "", 0, err
@@ -448,7 +448,7 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 
 func (e *Engine) setDedup(ctx context.Context, rule, key string, until int64, notif string) error {
 	e.dedupKeys.add(rule, key)
-	err := e.cur.write(ctx, `INSERT INTO dedup (rule, key, until, notification) VALUES (?, ?, ?, ?)
+	err := e.cur.write(ctx, tDedup, `INSERT INTO dedup (rule, key, until, notification) VALUES (?, ?, ?, ?)
 		ON CONFLICT (rule, key) DO UPDATE SET until = excluded.until, notification = excluded.notification`, rule, key, until, notif)
 	if err == nil {
 		e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
@@ -473,7 +473,7 @@ func (e *Engine) inhibitedBy(ctx context.Context, r *rules.Rule, ekey, customer,
 			continue
 		}
 		var id string
-		err := e.cur.reader().QueryRowContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND status IN `+liveStatuses+` AND created_at >= ? ORDER BY created_at DESC LIMIT 1`, other, ekey, since).Scan(&id)
+		err := e.cur.reader(tOutbox).QueryRowContext(ctx, `SELECT id FROM outbox WHERE rule = ? AND ekey = ? AND status IN `+liveStatuses+` AND created_at >= ? ORDER BY created_at DESC LIMIT 1`, other, ekey, since).Scan(&id)
 		if err == nil {
 			return "inhibited by rule " + other + " (notification " + id + ")", nil
 		}
@@ -502,7 +502,7 @@ func (e *Engine) frequencyCap(ctx context.Context, r *rules.Rule, customer strin
 	if limit <= 0 || customer == "" {
 		return false, "", "", nil
 	}
-	rows, err := e.cur.reader().QueryContext(ctx, `SELECT id, priority, status FROM outbox WHERE customer = ? AND created_at >= ? AND status IN `+liveStatuses+` AND priority < ?`,
+	rows, err := e.cur.reader(tOutbox).QueryContext(ctx, `SELECT id, priority, status FROM outbox WHERE customer = ? AND created_at >= ? AND status IN `+liveStatuses+` AND priority < ?`,
 		customer, store.Millis(now.Add(-per)), int(rules.PriorityCritical))
 	if err != nil {
 		e.cur.fail(err)
@@ -549,7 +549,7 @@ func (e *Engine) countSentFn(rule, key string) int {
 		return 0
 	}
 	var n int
-	if err := e.cur.reader().QueryRow(`SELECT count(*) FROM outbox WHERE rule = ? AND ekey = ? AND status IN `+liveStatuses, rule, key).Scan(&n); err != nil {
+	if err := e.cur.reader(tOutbox).QueryRow(`SELECT count(*) FROM outbox WHERE rule = ? AND ekey = ? AND status IN `+liveStatuses, rule, key).Scan(&n); err != nil {
 		e.cur.fail(err)
 	}
 	return n
@@ -565,7 +565,7 @@ func (e *Engine) contactedWithinFn(d time.Duration) bool {
 		return false
 	}
 	var n int
-	if err := e.cur.reader().QueryRow(`SELECT count(*) FROM outbox WHERE customer = ? AND created_at >= ? AND status IN `+liveStatuses, key, store.Millis(e.now().Add(-d))).Scan(&n); err != nil {
+	if err := e.cur.reader(tOutbox).QueryRow(`SELECT count(*) FROM outbox WHERE customer = ? AND created_at >= ? AND status IN `+liveStatuses, key, store.Millis(e.now().Add(-d))).Scan(&n); err != nil {
 		e.cur.fail(err)
 	}
 	return n > 0

@@ -33,7 +33,7 @@ func (h *harness) emitBatch(evs ...streamEvent) error {
 
 func (h *harness) outboxStatuses() []string {
 	h.t.Helper()
-	rows, err := h.st.W.Query(`SELECT ekey, json_extract(doc, '$.vars.eta'), status FROM outbox ORDER BY created_at, id`)
+	rows, err := h.st.W.Query(`SELECT ekey, json_extract(doc, '$.vars.eta'), status FROM outbox ORDER BY 1, 2`)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -121,5 +121,47 @@ func TestAFailedQueuedWriteRollsTheBatchBack(t *testing.T) {
 	h.settle()
 	if got := h.sentSummary(); len(got) != 3 {
 		t.Fatalf("sent %v after the retry, want one notification per order", got)
+	}
+}
+
+// TestPoliciesSeeTheirBatchsOwnWrites: inhibition (by a rule, by an open
+// support contact and its closing) and the frequency cap read what earlier
+// events of the same batch queued; the outcome is the one of the same
+// events in batches of their own (TestInhibitionByRuleAndOpenContact,
+// TestFrequencyCapPreemptsLowerPriority).
+func TestPoliciesSeeTheirBatchsOwnWrites(t *testing.T) {
+	h := newHarness(t, policyRules, baseConfig)
+	noQuiet(h)
+	for _, c := range []string{"c-1", "c-2", "c-3"} {
+		h.customer(c, map[string]any{"email": c + "@x"})
+	}
+	evs := []streamEvent{
+		{subject: "orders.created", data: order("o-1", "c-1")},
+		{subject: "orders.created", data: order("o-2", "c-2")},
+		{subject: "orders.cancelled", data: map[string]any{"order_id": "o-1"}},
+		{subject: "shipments.eta_updated", data: eta("o-1", "2026-11-22T12:00:00Z")}, // inhibited by cancelled
+		{subject: "support.contacts", data: map[string]any{"customer": "c-2", "entity": map[string]any{"type": "order", "key": "o-2"}, "topic": "order_status", "status": "opened", "channel": "phone"}},
+		{subject: "shipments.eta_updated", data: eta("o-2", "2026-11-22T12:00:00Z")}, // inhibited: open contact
+		{subject: "support.contacts", data: map[string]any{"customer": "c-2", "entity": map[string]any{"type": "order", "key": "o-2"}, "status": "closed"}},
+		{subject: "shipments.eta_updated", data: eta("o-2", "2026-11-23T12:00:00Z")}, // contact closed: goes
+	}
+	// c-3: five orders, a budget of 3 per 24h across them.
+	for i := 0; i < 5; i++ {
+		evs = append(evs, streamEvent{subject: "orders.created", data: order(fmt.Sprintf("o-3%d", i), "c-3")})
+	}
+	for i := 0; i < 4; i++ {
+		evs = append(evs, streamEvent{subject: "orders.promo", data: map[string]any{"order_id": fmt.Sprintf("o-3%d", i), "n": i}})
+	}
+	if err := h.emitBatch(evs...); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	eq(t, "sent", h.sentSummary(), []string{"cancelled o-1 email +0s", "late o-2 email +0s", "promo o-30 email +0s", "promo o-31 email +0s", "promo o-32 email +0s"})
+	inh := h.reasons("inhibited")
+	if len(inh) != 2 || !strings.Contains(inh[0], "inhibited by rule cancelled") || !strings.Contains(inh[1], "open support contact") {
+		t.Fatalf("inhibited reasons %q", inh)
+	}
+	if capped := h.reasons("capped"); len(capped) != 1 || !strings.Contains(capped[0], "budget 3 per 24h0m0s spent") {
+		t.Fatalf("capped reasons %q", capped)
 	}
 }

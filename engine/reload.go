@@ -35,7 +35,7 @@ func (e *Engine) DropRemoved(ctx context.Context, old, cur *rules.Set) (int, err
 	dropped := 0
 	err := e.withTx(ctx, func() error {
 		for _, name := range gone {
-			rows, err := e.cur.reader().QueryContext(ctx, `SELECT etype, ekey, kind FROM timers WHERE rule = ?`, name)
+			rows, err := e.cur.reader(tTimers).QueryContext(ctx, `SELECT etype, ekey, kind FROM timers WHERE rule = ?`, name)
 			if err != nil {
 				return fmt.Errorf("timers of rule %q: %w", name, err)
 			}

@@ -94,7 +94,7 @@ func (e *Engine) saveEntity(ctx context.Context, b *batch, en *entity) error {
 	if err != nil {
 		return fmt.Errorf("save %s:%s: %w", en.typ, en.key, err)
 	}
-	return b.write(ctx, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+	return b.write(ctx, tOther, `INSERT INTO entities (type, key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (type, key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
 		en.typ, en.key, raw, store.Millis(en.created), store.Millis(en.updated))
 }

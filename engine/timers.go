@@ -216,11 +216,11 @@ func (e *Engine) promiseDue(ctx context.Context, r *rules.Rule, ent *entity, t d
 	var pt promiseTimer
 	_ = json.Unmarshal(t.payload, &pt)
 	var created int64
-	if err := e.cur.reader().QueryRowContext(ctx, `SELECT created_at FROM outbox WHERE id = ?`, pt.Notification).Scan(&created); err != nil {
+	if err := e.cur.reader(tOutbox).QueryRowContext(ctx, `SELECT created_at FROM outbox WHERE id = ?`, pt.Notification).Scan(&created); err != nil {
 		created = 0
 	}
 	var newer int
-	if err := e.cur.reader().QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE etype = ? AND ekey = ? AND customer = ? AND created_at > ? AND id != ? AND status IN `+liveStatuses,
+	if err := e.cur.reader(tOutbox).QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE etype = ? AND ekey = ? AND customer = ? AND created_at > ? AND id != ? AND status IN `+liveStatuses,
 		ent.typ, ent.key, pt.Customer, created, pt.Notification).Scan(&newer); err != nil {
 		e.cur.fail(err)
 		return err

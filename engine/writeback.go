@@ -137,7 +137,7 @@ func (e *Engine) saveMeta(ctx context.Context, b *batch) error {
 	if b.lastSeq == e.lastSeq && wb.stateSeq == e.stateSeq {
 		return nil
 	}
-	err := b.write(ctx, `INSERT INTO meta (k, v) VALUES ('last_seq', ?), ('state_seq', ?)
+	err := b.write(ctx, tOther, `INSERT INTO meta (k, v) VALUES ('last_seq', ?), ('state_seq', ?)
 		ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
 		strconv.FormatUint(b.lastSeq, 10), strconv.FormatUint(wb.stateSeq, 10))
 	if err != nil {

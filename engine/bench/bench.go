@@ -110,6 +110,11 @@ type Report struct {
 	EngineRate  float64 `json:"engine_events_per_sec"`
 	Ratio       float64 `json:"engine_to_raw_ratio"`
 	EngineSecs  float64 `json:"engine_seconds"`
+	// EngineCPUus is the whole process's CPU time (user + system, every
+	// goroutine: engine, its SQLite writers, NATS server, GC) per event of
+	// the drain. Less sensitive than the rate to what else runs on the
+	// machine, so it is what to compare between two builds.
+	EngineCPUus float64 `json:"engine_cpu_us_per_event"`
 
 	FiringEvents int     `json:"firing_events"`
 	OutboxRows   int     `json:"notifications_written"`
@@ -599,12 +604,14 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 		return err
 	}
 	r.d = d
+	cpu0 := processCPU()
 	stopTrace, err := recordTo(r.o.Trace, "trace", trace.Start, trace.Stop)
 	if err != nil {
 		return err
 	}
 	target := uint64(r.o.Events)
 	err = r.waitSeq(ctx, target, true)
+	cpu := processCPU() - cpu0
 	stopTrace()
 	stopProfile()
 	if err != nil {
@@ -623,6 +630,9 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	}
 	if rep.RawRate > 0 {
 		rep.Ratio = rep.EngineRate / rep.RawRate
+	}
+	if target > 0 {
+		rep.EngineCPUus = float64(cpu.Microseconds()) / float64(target)
 	}
 	rep.FiringEvents = r.firing
 	rows, err := r.outboxRows(ctx)

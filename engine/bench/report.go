@@ -19,6 +19,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("raw JetStream consume", "%.0f events/s (AckAll per batch, no processing)", r.RawRate)
 	p("engine", "%.0f events/s (%.1fs for the backlog)", r.EngineRate, r.EngineSecs)
 	p("engine / raw", "%.1f%%", 100*r.Ratio)
+	p("engine CPU", "%.1f µs an event (whole process, user + system, over the drain)", r.EngineCPUus)
 	p("firing events", "%d (%.0f%%)", r.FiringEvents, 100*float64(r.FiringEvents)/float64(max(1, r.Events+latencyEvents(r))))
 	p("outbox writes", "%d notifications, %.0f/s during the engine run", r.OutboxRows, r.OutboxRate)
 	p("webhook deliveries", "%.0f/s (draining the %d-notification outbox the backlog left, in %.1fs)", r.DeliverRate, r.OutboxRows, r.DeliverSecs)

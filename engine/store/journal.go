@@ -67,6 +67,13 @@ const (
 	// journalBackoffMin and journalBackoffMax bound the wait between
 	// attempts after a failed write (doubling from the one to the other).
 	journalBackoffMin = 50 * time.Millisecond
+	// journalLinger is the least time between two writes while nobody
+	// waits for one: a write then carries the rows of many engine batches
+	// and writes each page of the random-key entity index once for all of
+	// them, instead of once per batch (the writer's commits were half its
+	// time; BENCHMARKS.md, sixth round). Nothing is acked on the journal,
+	// so the delay costs only rows to re-merge after a crash.
+	journalLinger     = 100 * time.Millisecond
 	journalBackoffMax = 5 * time.Second
 	// journalBusy is how long a journal write waits for a lock held by
 	// another connection (a backup, an operator's DELETE) before it counts
@@ -89,6 +96,7 @@ type Journal struct {
 	handed, written uint64
 	err             error
 	stopped         bool
+	syncing         int           // Sync calls waiting: no lingering
 	wake            chan struct{} // cap 1: there is work
 	progress        chan struct{} // closed (and replaced) after each write or failure
 
@@ -270,9 +278,38 @@ func (j *Journal) Append(rows []JournalRow, through uint64) {
 	j.pending = append(j.pending, rows...)
 	j.through = through
 	j.handed++
+	j.poke()
+}
+
+// poke wakes the writer.
+func (j *Journal) poke() {
 	select {
 	case j.wake <- struct{}{}:
 	default:
+	}
+}
+
+// linger waits until journalLinger has passed since the last write,
+// unless Sync is waiting, the rows fill half the bound, or ctx ends.
+func (j *Journal) linger(ctx context.Context, last time.Time) {
+	for {
+		j.mu.Lock()
+		hurry := j.syncing > 0 || len(j.pending) >= journalMaxPending/2
+		j.mu.Unlock()
+		wait := time.Until(last.Add(journalLinger))
+		if hurry || wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+			return
+		case <-j.wake: // more rows, or a Sync: look again
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
 	}
 }
 
@@ -281,6 +318,11 @@ func (j *Journal) Append(rows []JournalRow, through uint64) {
 func (j *Journal) Sync(ctx context.Context) error {
 	j.mu.Lock()
 	target := j.handed
+	if j.written < target {
+		j.syncing++
+		defer func() { j.mu.Lock(); j.syncing--; j.mu.Unlock() }()
+		j.poke()
+	}
 	for j.written < target && !j.stopped {
 		ch := j.progress
 		j.mu.Unlock()
@@ -305,12 +347,14 @@ func (j *Journal) Sync(ctx context.Context) error {
 func (j *Journal) run(ctx context.Context) {
 	defer close(j.done)
 	var spare []JournalRow
+	var last time.Time
 	backoff := journalBackoffMin
 	for {
 		select {
 		case <-j.wake:
 		case <-ctx.Done():
 		}
+		j.linger(ctx, last)
 		stopping := ctx.Err() != nil
 		j.mu.Lock()
 		rows, through, handed, written := j.pending, j.through, j.handed, j.written
@@ -318,6 +362,7 @@ func (j *Journal) run(ctx context.Context) {
 		j.mu.Unlock()
 		for handed != written { // else nothing was handed since the last write
 			err := j.write(rows, through, handed)
+			last = time.Now()
 			if err == nil {
 				backoff = journalBackoffMin
 				break
