@@ -31,10 +31,11 @@ import (
 )
 
 // defaultEntityCache is intake.entity_cache's default. A decoded entity
-// takes ~2 KB; 20,000 keep the daemon under 256 MB RSS with a million
-// entities stored (BENCHMARKS.md), and an event for an entity not in the
-// cache costs one SQLite read.
-const defaultEntityCache = 20_000
+// takes ~2 KB; 16,000 keep the daemon under 256 MB RSS with a million
+// entities stored (BENCHMARKS.md; 20,000 did until the batch's writes got
+// a goroutine of their own, and then peaked at 248–266 MB), and an event
+// for an entity not in the cache costs one SQLite read.
+const defaultEntityCache = 16_000
 
 // memoSize bounds each memo of dedup marks and support-contact presence
 // (~100 bytes an entry).
