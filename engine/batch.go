@@ -198,22 +198,30 @@ func (b *batch) write(ctx context.Context, t tables, q string, args ...any) erro
 	return nil
 }
 
-// seen records a producer's event id and says whether it was recorded
-// before. An id the filter has never seen is new for certain, so its row
-// is queued without waiting for the answer.
-func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now time.Time) (bool, error) {
-	const q = `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`
-	maybe := e.seenKeys.mayHave(id, "")
-	e.seenKeys.add(id, "")
+// insertNew runs q, an INSERT … ON CONFLICT DO NOTHING of a row whose
+// unique key is key, and says whether it inserted the row. A key f has
+// never seen cannot conflict, so that insert is queued without waiting for
+// its row count; f learns the key either way.
+func (b *batch) insertNew(ctx context.Context, f *keyFilter, key string, t tables, q string, args ...any) (bool, error) {
+	maybe := f.mayHave(key, "")
+	f.add(key, "")
 	if !maybe {
-		return false, b.write(ctx, tSeen, q, id, store.Millis(now), int64(seq))
+		return true, b.write(ctx, t, q, args...)
 	}
-	res, err := b.exec(ctx, q, id, store.Millis(now), int64(seq))
+	res, err := b.exec(ctx, q, args...)
 	if err != nil {
 		return false, err
 	}
 	n, _ := res.RowsAffected()
-	return n == 0, nil
+	return n > 0, nil
+}
+
+// seen records a producer's event id and says whether it was recorded
+// before.
+func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now time.Time) (bool, error) {
+	inserted, err := b.insertNew(ctx, e.seenKeys, id, tSeen, `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		id, store.Millis(now), int64(seq))
+	return err == nil && !inserted, err
 }
 
 const (

@@ -334,25 +334,13 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 	e.outboxKeys.add(doc.Rule, doc.Entity.Key)
 	const q = `INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, hop, attempts, next_at, doc, trigger, recheck, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`
-	args := func() []any {
-		return []any{doc.ID, doc.IdempotencyKey, doc.Rule, doc.Entity.Type, doc.Entity.Key, doc.To.Customer, int(a.rule.Notify.Priority),
-			status, candRaw, store.Millis(sendAt), docRaw, trig, boolInt(deferred), store.Millis(now), store.Millis(now)}
+	insert := func() (bool, error) {
+		return e.cur.insertNew(ctx, e.idemKeys, doc.IdempotencyKey, tOutbox, q,
+			doc.ID, doc.IdempotencyKey, doc.Rule, doc.Entity.Type, doc.Entity.Key, doc.To.Customer, int(a.rule.Notify.Priority),
+			status, candRaw, store.Millis(sendAt), docRaw, trig, boolInt(deferred), store.Millis(now), store.Millis(now))
 	}
-	insert := func() (int64, error) {
-		maybe := e.idemKeys.mayHave(doc.IdempotencyKey, "")
-		e.idemKeys.add(doc.IdempotencyKey, "")
-		if !maybe {
-			// A key never used cannot conflict: queued, no answer needed.
-			return 1, e.cur.write(ctx, tOutbox, q, args()...)
-		}
-		res, err := e.cur.exec(ctx, q, args()...)
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
-	}
-	n, err := insert()
-	if err == nil && n == 0 {
+	inserted, err := insert()
+	if err == nil && !inserted {
 		// The key was used by an earlier notification of this rule and
 		// dedup key (its dedup window has passed): this one is a new
 		// notification, so it gets a key of its own. Tried on conflict
@@ -360,7 +348,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		// a query for a case that is rare.
 		doc.IdempotencyKey += "/" + now.Format(time.RFC3339Nano)
 		docRaw, _ = json.Marshal(doc)
-		if n, err = insert(); err == nil && n == 0 {
+		if inserted, err = insert(); err == nil && !inserted {
 			err = fmt.Errorf("outbox: idempotency key %s used twice", doc.IdempotencyKey)
 			e.cur.fail(err)
 		}

@@ -105,56 +105,61 @@ func (f *keyFilter) mayHave(rule, key string) bool {
 }
 
 // loadKeyFilter builds a filter from the pairs query returns (two text
-// columns), or nil if the table has more than maxFilterLoad rows.
-func loadKeyFilter(ctx context.Context, st *store.Store, count, query string) (*keyFilter, int, error) {
-	var n int
-	if err := st.W.QueryRowContext(ctx, count).Scan(&n); err != nil {
-		return nil, 0, err
-	}
+// columns) of a table of n rows, or nil if n is more than maxFilterLoad.
+func loadKeyFilter(ctx context.Context, st *store.Store, n int, query string) (*keyFilter, error) {
 	if n > maxFilterLoad {
-		return nil, n, nil
+		return nil, nil
 	}
 	f := &keyFilter{seed: maphash.MakeSeed(), layers: []bloom{newBloom(2 * n)}}
 	rows, err := st.W.QueryContext(ctx, query)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer rows.Close()
 	var rule, key string
 	for rows.Next() {
 		if err := rows.Scan(&rule, &key); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		f.add(rule, key)
 	}
-	return f, n, rows.Err()
+	return f, rows.Err()
 }
 
-// loadFilters builds the dedup and outbox filters from the store.
+// loadFilters builds the key filters from the store, counting each table
+// once.
 func (e *Engine) loadFilters(ctx context.Context) error {
 	began := time.Now()
-	var nd, no int
-	var err error
-	if e.dedupKeys, nd, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM dedup`, `SELECT rule, key FROM dedup`); err != nil {
-		return fmt.Errorf("engine: load dedup keys: %w", err)
+	rows := map[string]int{}
+	for _, t := range []string{"dedup", "outbox", "seen_ids"} {
+		var n int
+		if err := e.st.W.QueryRowContext(ctx, `SELECT count(*) FROM `+t).Scan(&n); err != nil {
+			return fmt.Errorf("engine: count %s: %w", t, err)
+		}
+		rows[t] = n
 	}
-	// The outbox_entity index (rule, ekey, created_at) covers the query.
-	if e.outboxKeys, no, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM outbox`, `SELECT rule, ekey FROM outbox`); err != nil {
-		return fmt.Errorf("engine: load outbox keys: %w", err)
-	}
-	// The idem_key and seen_ids primary key indexes cover these.
-	if e.idemKeys, _, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM outbox`, `SELECT idem_key, '' FROM outbox`); err != nil {
-		return fmt.Errorf("engine: load idempotency keys: %w", err)
-	}
-	var ns int
-	if e.seenKeys, ns, err = loadKeyFilter(ctx, e.st, `SELECT count(*) FROM seen_ids`, `SELECT id, '' FROM seen_ids`); err != nil {
-		return fmt.Errorf("engine: load seen event ids: %w", err)
+	for _, l := range []struct {
+		dst          **keyFilter
+		table, query string
+	}{
+		{&e.dedupKeys, "dedup", `SELECT rule, key FROM dedup`},
+		// The outbox_entity index (rule, ekey, created_at) covers this.
+		{&e.outboxKeys, "outbox", `SELECT rule, ekey FROM outbox`},
+		// The idem_key and seen_ids primary key indexes cover these.
+		{&e.idemKeys, "outbox", `SELECT idem_key, '' FROM outbox`},
+		{&e.seenKeys, "seen_ids", `SELECT id, '' FROM seen_ids`},
+	} {
+		f, err := loadKeyFilter(ctx, e.st, rows[l.table], l.query)
+		if err != nil {
+			return fmt.Errorf("engine: load the keys of %s (%s): %w", l.table, l.query, err)
+		}
+		*l.dst = f
 	}
 	if e.dedupKeys == nil || e.outboxKeys == nil || e.seenKeys == nil {
-		e.log.Info("a table is too big to filter look-ups in memory; they go to SQLite", "dedup_rows", nd, "outbox_rows", no, "seen_ids_rows", ns, "max", maxFilterLoad)
+		e.log.Info("a table is too big to filter look-ups in memory; they go to SQLite", "dedup_rows", rows["dedup"], "outbox_rows", rows["outbox"], "seen_ids_rows", rows["seen_ids"], "max", maxFilterLoad)
 	}
 	if d := time.Since(began); d > time.Second {
-		e.log.Info("loaded the key filters", "dedup_rows", nd, "outbox_rows", no, "seen_ids_rows", ns, "took", d.Round(time.Millisecond))
+		e.log.Info("loaded the key filters", "dedup_rows", rows["dedup"], "outbox_rows", rows["outbox"], "seen_ids_rows", rows["seen_ids"], "took", d.Round(time.Millisecond))
 	}
 	return nil
 }
