@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -110,16 +109,10 @@ type Journal struct {
 // starts the writer. w is the main file's writer.
 func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) {
 	jpath := JournalPath(path)
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", strconv.FormatInt(journalBusy.Milliseconds(), 10))
-	q.Set("_txlock", "immediate")
-	// 8 MiB: rows append at the table's right edge; only the entity index
-	// takes random keys, and a lingering write touches each of its pages once.
-	q.Set("_cache_size", "-8192")
-	q.Set("_stmt_cache_size", "16")
-	db, err := openSingle(jpath, q)
+	// 8 MiB of cache: rows append at the table's right edge; only the
+	// entity index takes random keys, and a lingering write touches each of
+	// its pages once.
+	db, err := openWriter(jpath, journalBusy, 8192, 16)
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
 	}

@@ -40,22 +40,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	// NORMAL in WAL mode survives a process crash (SIGKILL); only an OS
-	// crash or power loss can lose the last transactions.
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_txlock", "immediate")
 	// A 32 MiB page cache: 64 MiB measured no faster (1M orders: 25,618
 	// vs 24,791 events/s) and was 48 MB more of the all-in-one daemon's
-	// RSS with a million entities (BENCHMARKS.md, "Memory").
-	q.Set("_cache_size", "-32768")
-	// Keep prepared statements on the writer connection: the engine runs
-	// the same few dozen statements for every event, and compiling the SQL
-	// each time was the largest single cost of a batch (BENCHMARKS.md).
-	q.Set("_stmt_cache_size", "128")
-	w, err := openSingle(path, q)
+	// RSS with a million entities (BENCHMARKS.md, "Memory"). 128 prepared
+	// statements kept on the connection: the engine runs the same few
+	// dozen statements for every event, and compiling the SQL each time
+	// was the largest single cost of a batch (BENCHMARKS.md).
+	w, err := openWriter(path, 10*time.Second, 32768, 128)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -108,6 +99,22 @@ func OpenReader(path string, conns int) *sql.DB {
 	r := sql.OpenDB(connector{drv: drv, dsn: "file:" + path + "?" + rq.Encode()})
 	r.SetMaxOpenConns(conns)
 	return r
+}
+
+// openWriter opens a file's one writer connection: WAL, write transactions
+// that take the write lock at BEGIN, a busy timeout, a page cache of
+// cacheKiB and stmts prepared statements kept. synchronous=NORMAL in WAL
+// mode survives a process crash (SIGKILL); only an OS crash or power loss
+// can lose the last transactions.
+func openWriter(path string, busy time.Duration, cacheKiB, stmts int) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
+	q.Set("_txlock", "immediate")
+	q.Set("_cache_size", strconv.Itoa(-cacheKiB))
+	q.Set("_stmt_cache_size", strconv.Itoa(stmts))
+	return openSingle(path, q)
 }
 
 // openSingle opens a pool of exactly one connection, kept for the life of
