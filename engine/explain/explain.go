@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/proactived/proactived/engine/store"
 	"strings"
 	"time"
 )
@@ -237,8 +238,10 @@ func explainEntity(ctx context.Context, db *sql.DB, ref Ref, o Options) (*Timeli
 		return nil, err
 	}
 	tl.Truncated = tl.Truncated || more
+	byEntity, bargs := store.DecisionsIn(store.ByEntity(ref.Type, ref.Key))
+	entityArgs := append(bargs, ref.Type, ref.Key)
 	decisions, more, err := queryDecisions(ctx, db, lim,
-		`WHERE etype = ? AND ekey = ?`, ref.Type, ref.Key)
+		`WHERE `+byEntity+` AND etype = ? AND ekey = ?`, entityArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +250,7 @@ func explainEntity(ctx context.Context, db *sql.DB, ref Ref, o Options) (*Timeli
 	// so the entity's decisions find all its notifications through the
 	// primary key — and, for a deduped verdict, the earlier notification
 	// that made it a repeat, whatever entity that was about.
-	ids, err := strs(ctx, db, `SELECT DISTINCT notification FROM decisions WHERE etype = ? AND ekey = ? AND notification != ''`, ref.Type, ref.Key)
+	ids, err := strs(ctx, db, `SELECT DISTINCT notification FROM decisions WHERE `+byEntity+` AND etype = ? AND ekey = ? AND notification != ''`, entityArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
@@ -315,8 +318,9 @@ func explainCustomer(ctx context.Context, db *sql.DB, key string, o Options) (*T
 		return nil, err
 	}
 	tl.Truncated = tl.Truncated || more
+	in, args := store.DecisionsIn(store.ByCustomer(key), store.ByEntity(CustomerType, key))
 	decisions, more, err := queryDecisions(ctx, db, lim,
-		`WHERE customer = ? OR (etype = ? AND ekey = ?)`, key, CustomerType, key)
+		`WHERE `+in+` AND (customer = ? OR (etype = ? AND ekey = ?))`, append(args, key, CustomerType, key)...)
 	if err != nil {
 		return nil, err
 	}

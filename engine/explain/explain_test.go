@@ -201,6 +201,24 @@ func run(t *testing.T) *world {
 	return w
 }
 
+// eachIndexState runs f on a world whose decisions are read from the
+// decision index's tail (the indexer has not taken them yet, as right
+// after they are made) and on one whose index has caught up.
+func eachIndexState(t *testing.T, f func(t *testing.T, w *world)) {
+	t.Run("tail", func(t *testing.T) { f(t, run(t)) })
+	t.Run("indexed", func(t *testing.T) {
+		w := run(t)
+		if err := w.st.Index.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var last int64
+		if err := w.st.R.QueryRow(`SELECT max(id) FROM decisions`).Scan(&last); err != nil || last == 0 || w.st.Index.Upto() != last {
+			t.Fatalf("index covers up to %d of %d decisions (%v)", w.st.Index.Upto(), last, err)
+		}
+		f(t, w)
+	})
+}
+
 func verdicts(tl *explain.Timeline) []string {
 	var out []string
 	for _, it := range tl.Items {
@@ -212,293 +230,297 @@ func verdicts(tl *explain.Timeline) []string {
 }
 
 func TestEntityTimeline(t *testing.T) {
-	w := run(t)
-	ctx := t.Context()
-	tl, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tl.Known || tl.View != explain.ViewEntity || tl.State["status"] != "cancelled" || tl.State["eta"] != "2026-11-25T12:00:00Z" {
-		t.Errorf("header: known %v view %s state %v", tl.Known, tl.View, tl.State)
-	}
-	want := []string{
-		"not-dispatched armed",
-		"late sent", "late fallback", "late delivered",
-		"late deduped",
-		"weight error",
-		"late inhibited",
-		"late deferred",
-		"late superseded",
-		"cancelled sent", "feedback held_out", "cancelled fallback", "cancelled delivered",
-		"late inhibited",
-	}
-	if got := verdicts(tl); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-
-	// Items are in time order; each kind is present.
-	kinds := map[string]int{}
-	for i, it := range tl.Items {
-		kinds[it.Kind]++
-		if i > 0 && it.At.Before(tl.Items[i-1].At) {
-			t.Errorf("item %d (%s at %s) before item %d (%s)", i, it.Kind, it.At, i-1, tl.Items[i-1].At)
-		}
-	}
-	if kinds[explain.KindEvent] != 9 || kinds[explain.KindAttempt] != 4 || kinds[explain.KindContact] != 2 || kinds[explain.KindTimer] != 1 {
-		t.Errorf("kinds: %v", kinds)
-	}
-	last := tl.Items[len(tl.Items)-1]
-	if last.Kind != explain.KindTimer || last.Timer.Rule != "not-dispatched" || last.Timer.Kind != "absence" || !last.Timer.Due.Equal(start.Add(48*time.Hour)) {
-		t.Errorf("last item should be the pending deadline: %+v %+v", last, last.Timer)
-	}
-
-	// Verdict details: deduped names the earlier notification, the
-	// deferral says until when, the superseded one why.
-	byVerdict := map[string][]*explain.Decision{}
-	for _, it := range tl.Items {
-		if it.Decision != nil {
-			byVerdict[it.Decision.Verdict] = append(byVerdict[it.Decision.Verdict], it.Decision)
-		}
-	}
-	first := byVerdict["sent"][0]
-	if dd := byVerdict["deduped"][0]; dd.Notification != first.Notification || first.Notification == "" {
-		t.Errorf("deduped names %q, want the first notification %q", dd.Notification, first.Notification)
-	}
-	if d := byVerdict["deferred"][0]; !strings.Contains(d.Reason, "deferred to 2026-11-21T09:00:00Z") {
-		t.Errorf("deferred: %q", d.Reason)
-	}
-	if d := byVerdict["superseded"][0]; d.Notification != byVerdict["deferred"][0].Notification || !strings.Contains(d.Reason, "no longer true") {
-		t.Errorf("superseded %+v", d)
-	}
-	if d := byVerdict["error"][0]; d.Rule != "weight" || d.Reason == "" {
-		t.Errorf("error %+v", d)
-	}
-
-	// Notifications: newest first, with attempts (sms failed, email ok).
-	if len(tl.Notifications) != 3 {
-		t.Fatalf("%d notifications: %+v", len(tl.Notifications), tl.Notifications)
-	}
-	n := tl.Notifications[2]
-	if n.ID != first.Notification || n.Status != "sent" || n.Channel != "email" || n.Address != "ann@example.com" ||
-		n.Subject != "Order o-1 is late" || n.SentAt == nil || len(n.AttemptLog) != 2 {
-		t.Errorf("first notification: %+v", n)
-	}
-	if a := n.AttemptLog[0]; a.Channel != "sms" || a.OK || !strings.Contains(a.Error, "unreachable") {
-		t.Errorf("sms attempt: %+v", a)
-	}
-	if a := n.AttemptLog[1]; a.Channel != "email" || !a.OK {
-		t.Errorf("email attempt: %+v", a)
-	}
-	if s := tl.Notifications[1]; s.Status != "superseded" || !strings.Contains(s.LastError, "no longer true") {
-		t.Errorf("deferred notification: %+v", s)
-	}
-	if len(w.sent) != 2 {
-		t.Errorf("%d delivered, want 2", len(w.sent))
-	}
-
-	// The terminal rendering says every reason.
-	var buf bytes.Buffer
-	if err := explain.WriteText(&buf, tl); err != nil {
-		t.Fatal(err)
-	}
-	out := buf.String()
-	for _, s := range []string{
-		"order:o-1  (entity timeline)",
-		`state: {"customer_id":"c-1","eta":"2026-11-25T12:00:00Z"`,
-		"TIME", "WHAT", "DETAIL",
-		"ARMED", "waiting for orders.dispatched until 2026-11-22T10:00:00Z",
-		"SENT", "queued for sms",
-		"FALLBACK", "sms failed after 1 attempt(s): sms gateway: number unreachable; falling back to email",
-		"DELIVERED", "via email, attempt 1",
-		"DEDUPED", "same dedup key o-1/2026-11-23T12:00:00Z as notification " + first.Notification,
-		"ERROR", "if: invalid operation",
-		"INHIBITED", "open support contact sc-7", "inhibited by rule cancelled",
-		"DEFERRED", "quiet hours; deferred to 2026-11-21T09:00:00Z",
-		"2026-11-21T09:00:00Z  SUPERSEDED", "condition no longer true on re-check before sending",
-		"HELD_OUT", "control group",
-		"support contact opened via phone, topic order_status, about order:o-1 (id sc-7)",
-		"failed (permanent)", "ok in ",
-		"absence deadline: the rule fires at 2026-11-22T10:00:00Z",
-		"2026-11-20T11:00:00Z",
-		"NOTIFICATION", "SUPERSEDED", "Order o-1 is late",
-	} {
-		if !strings.Contains(out, s) {
-			t.Errorf("text output lacks %q", s)
-		}
-	}
-	for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if strings.Contains(l, "\t") {
-			t.Errorf("line %d has a tab: %q", i, l)
-		}
-	}
-	if t.Failed() {
-		t.Logf("text:\n%s", out)
-	}
-
-	// JSON round trip.
-	raw, err := json.Marshal(tl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back explain.Timeline
-	if err := json.Unmarshal(raw, &back); err != nil || len(back.Items) != len(tl.Items) || back.Entity != tl.Entity {
-		t.Errorf("json round trip: %v", err)
-	}
-}
-
-func TestCustomerView(t *testing.T) {
-	w := run(t)
-	ctx := t.Context()
-	tl, err := explain.Customer(ctx, w.st.R, "c-1", explain.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// explain customer:KEY is the same view.
-	same, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "customer", Key: "c-1"}, explain.Options{})
-	if err != nil || len(same.Items) != len(tl.Items) || same.View != explain.ViewCustomer {
-		t.Errorf("customer:c-1 view: %v", err)
-	}
-	if !tl.Known || tl.State["email"] != "ann@example.com" {
-		t.Errorf("profile: %v", tl.State)
-	}
-	got := strings.Join(verdicts(tl), ",")
-	// Every verdict addressed to the customer (arming a deadline names no
-	// customer yet), the pending deadline of their order, their contacts.
-	for _, v := range []string{"late sent", "late deduped", "late deferred", "late superseded", "late inhibited", "cancelled delivered", "feedback held_out"} {
-		if !strings.Contains(got, v) {
-			t.Errorf("customer view lacks %q: %s", v, got)
-		}
-	}
-	kinds := map[string]int{}
-	for _, it := range tl.Items {
-		kinds[it.Kind]++
-	}
-	if kinds[explain.KindEvent] != 1 || kinds[explain.KindContact] != 2 || kinds[explain.KindTimer] != 1 || kinds[explain.KindAttempt] != 4 {
-		t.Errorf("kinds %v", kinds)
-	}
-	if len(tl.Notifications) != 3 {
-		t.Errorf("%d notifications", len(tl.Notifications))
-	}
-	var buf bytes.Buffer
-	if err := explain.WriteText(&buf, tl); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{"customer:c-1  (customer view", `profile: {"channels":["sms","email"]`, "ENTITY", "order:o-1", "customers.updated"} {
-		if !strings.Contains(buf.String(), s) {
-			t.Errorf("text lacks %q:\n%s", s, buf.String())
-		}
-	}
-}
-
-func TestLimitAndNotFound(t *testing.T) {
-	w := run(t)
-	ctx := t.Context()
-	tl, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{Limit: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tl.Truncated {
-		t.Error("limit 2 should truncate")
-	}
-	// The newest decisions are the ones kept.
-	if v := verdicts(tl); len(v) != 2 || v[1] != "late inhibited" {
-		t.Errorf("kept %v", v)
-	}
-	_, err = explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "nope"}, explain.Options{})
-	if !errors.Is(err, explain.ErrNotFound) || !strings.Contains(err.Error(), "order:nope") {
-		t.Errorf("unknown entity: %v", err)
-	}
-	if _, err := explain.Customer(ctx, w.st.R, "nobody", explain.Options{}); !errors.Is(err, explain.ErrNotFound) {
-		t.Errorf("unknown customer: %v", err)
-	}
-}
-
-func TestLists(t *testing.T) {
-	w := run(t)
-	ctx := t.Context()
-	db := w.st.R
-
-	// Paging: newest first, the cursor walks to the oldest without gaps.
-	var all []explain.Decision
-	before := int64(0)
-	for page := 0; ; page++ {
-		p, err := explain.ListDecisions(ctx, db, explain.DecisionFilter{Rule: "late", Limit: 2, Before: before})
+	eachIndexState(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		tl, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, p.Decisions...)
-		if p.NextBefore == 0 {
-			break
+		if !tl.Known || tl.View != explain.ViewEntity || tl.State["status"] != "cancelled" || tl.State["eta"] != "2026-11-25T12:00:00Z" {
+			t.Errorf("header: known %v view %s state %v", tl.Known, tl.View, tl.State)
 		}
-		if page > 10 {
-			t.Fatal("paging does not end")
+		want := []string{
+			"not-dispatched armed",
+			"late sent", "late fallback", "late delivered",
+			"late deduped",
+			"weight error",
+			"late inhibited",
+			"late deferred",
+			"late superseded",
+			"cancelled sent", "feedback held_out", "cancelled fallback", "cancelled delivered",
+			"late inhibited",
 		}
-		before = p.NextBefore
-	}
-	if len(all) != 8 {
-		t.Errorf("late: %d decisions over all pages, want 8", len(all))
-	}
-	for i := 1; i < len(all); i++ {
-		if all[i].ID >= all[i-1].ID {
-			t.Errorf("page order: %d after %d", all[i].ID, all[i-1].ID)
+		if got := verdicts(tl); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
-	}
-	p, err := explain.ListDecisions(ctx, db, explain.DecisionFilter{Verdict: "inhibited", Entity: explain.Ref{Type: "order", Key: "o-1"}, Customer: "c-1"})
-	if err != nil || len(p.Decisions) != 2 || p.NextBefore != 0 {
-		t.Errorf("inhibited: %+v %v", p, err)
-	}
-	p, err = explain.ListDecisions(ctx, db, explain.DecisionFilter{Since: start.Add(20 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range p.Decisions {
-		if d.At.Before(start.Add(20 * time.Hour)) {
-			t.Errorf("since: %+v", d)
-		}
-	}
-	if len(p.Decisions) != 6 { // superseded, cancelled sent+fallback+delivered, held_out, inhibited
-		t.Errorf("since: %d decisions", len(p.Decisions))
-	}
 
-	np, err := explain.ListNotifications(ctx, db, explain.NotificationFilter{Channel: "email", Status: "sent"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(np.Notifications) != 2 || np.Notifications[0].Rule != "cancelled" || np.Notifications[1].Rule != "late" {
-		t.Errorf("sent by email: %+v", np.Notifications)
-	}
-	np, err = explain.ListNotifications(ctx, db, explain.NotificationFilter{Customer: "c-1", Limit: 1, Attempts: true})
-	if err != nil || len(np.Notifications) != 1 || np.NextBefore == "" || len(np.Notifications[0].AttemptLog) != 2 {
-		t.Fatalf("page 1: %+v %v", np, err)
-	}
-	np2, err := explain.ListNotifications(ctx, db, explain.NotificationFilter{Customer: "c-1", Limit: 1, Before: np.NextBefore})
-	if err != nil || len(np2.Notifications) != 1 || np2.Notifications[0].ID >= np.Notifications[0].ID {
-		t.Errorf("page 2: %+v %v", np2, err)
-	}
-	np, err = explain.ListNotifications(ctx, db, explain.NotificationFilter{Channel: "sms"})
-	if err != nil || len(np.Notifications) != 1 || np.Notifications[0].Status != "superseded" {
-		t.Errorf("sms: %+v %v", np, err)
-	}
+		// Items are in time order; each kind is present.
+		kinds := map[string]int{}
+		for i, it := range tl.Items {
+			kinds[it.Kind]++
+			if i > 0 && it.At.Before(tl.Items[i-1].At) {
+				t.Errorf("item %d (%s at %s) before item %d (%s)", i, it.Kind, it.At, i-1, tl.Items[i-1].At)
+			}
+		}
+		if kinds[explain.KindEvent] != 9 || kinds[explain.KindAttempt] != 4 || kinds[explain.KindContact] != 2 || kinds[explain.KindTimer] != 1 {
+			t.Errorf("kinds: %v", kinds)
+		}
+		last := tl.Items[len(tl.Items)-1]
+		if last.Kind != explain.KindTimer || last.Timer.Rule != "not-dispatched" || last.Timer.Kind != "absence" || !last.Timer.Due.Equal(start.Add(48*time.Hour)) {
+			t.Errorf("last item should be the pending deadline: %+v %+v", last, last.Timer)
+		}
 
-	counts, err := explain.RuleCounts(ctx, db, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	late := counts["late"]
-	// sent 1 + deduped 1 + inhibited 2 + deferred 1; not the follow-ups.
-	if late == nil || late.Fired != 5 || late.Verdicts["superseded"] != 1 || late.Verdicts["delivered"] != 1 || late.Verdicts["fallback"] != 1 {
-		t.Errorf("late counters: %+v", late)
-	}
-	if c := counts["not-dispatched"]; c == nil || c.Fired != 0 || c.Verdicts["armed"] != 1 {
-		t.Errorf("not-dispatched counters: %+v", c)
-	}
-	if c := counts["feedback"]; c == nil || c.Fired != 1 || c.Verdicts["held_out"] != 1 {
-		t.Errorf("feedback counters: %+v", c)
-	}
-	since, err := explain.RuleCounts(ctx, db, start.Add(20*time.Hour))
-	if err != nil || since["late"].Fired != 1 || since["weight"] != nil {
-		t.Errorf("since counters: %+v %v", since, err)
-	}
+		// Verdict details: deduped names the earlier notification, the
+		// deferral says until when, the superseded one why.
+		byVerdict := map[string][]*explain.Decision{}
+		for _, it := range tl.Items {
+			if it.Decision != nil {
+				byVerdict[it.Decision.Verdict] = append(byVerdict[it.Decision.Verdict], it.Decision)
+			}
+		}
+		first := byVerdict["sent"][0]
+		if dd := byVerdict["deduped"][0]; dd.Notification != first.Notification || first.Notification == "" {
+			t.Errorf("deduped names %q, want the first notification %q", dd.Notification, first.Notification)
+		}
+		if d := byVerdict["deferred"][0]; !strings.Contains(d.Reason, "deferred to 2026-11-21T09:00:00Z") {
+			t.Errorf("deferred: %q", d.Reason)
+		}
+		if d := byVerdict["superseded"][0]; d.Notification != byVerdict["deferred"][0].Notification || !strings.Contains(d.Reason, "no longer true") {
+			t.Errorf("superseded %+v", d)
+		}
+		if d := byVerdict["error"][0]; d.Rule != "weight" || d.Reason == "" {
+			t.Errorf("error %+v", d)
+		}
+
+		// Notifications: newest first, with attempts (sms failed, email ok).
+		if len(tl.Notifications) != 3 {
+			t.Fatalf("%d notifications: %+v", len(tl.Notifications), tl.Notifications)
+		}
+		n := tl.Notifications[2]
+		if n.ID != first.Notification || n.Status != "sent" || n.Channel != "email" || n.Address != "ann@example.com" ||
+			n.Subject != "Order o-1 is late" || n.SentAt == nil || len(n.AttemptLog) != 2 {
+			t.Errorf("first notification: %+v", n)
+		}
+		if a := n.AttemptLog[0]; a.Channel != "sms" || a.OK || !strings.Contains(a.Error, "unreachable") {
+			t.Errorf("sms attempt: %+v", a)
+		}
+		if a := n.AttemptLog[1]; a.Channel != "email" || !a.OK {
+			t.Errorf("email attempt: %+v", a)
+		}
+		if s := tl.Notifications[1]; s.Status != "superseded" || !strings.Contains(s.LastError, "no longer true") {
+			t.Errorf("deferred notification: %+v", s)
+		}
+		if len(w.sent) != 2 {
+			t.Errorf("%d delivered, want 2", len(w.sent))
+		}
+
+		// The terminal rendering says every reason.
+		var buf bytes.Buffer
+		if err := explain.WriteText(&buf, tl); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		for _, s := range []string{
+			"order:o-1  (entity timeline)",
+			`state: {"customer_id":"c-1","eta":"2026-11-25T12:00:00Z"`,
+			"TIME", "WHAT", "DETAIL",
+			"ARMED", "waiting for orders.dispatched until 2026-11-22T10:00:00Z",
+			"SENT", "queued for sms",
+			"FALLBACK", "sms failed after 1 attempt(s): sms gateway: number unreachable; falling back to email",
+			"DELIVERED", "via email, attempt 1",
+			"DEDUPED", "same dedup key o-1/2026-11-23T12:00:00Z as notification " + first.Notification,
+			"ERROR", "if: invalid operation",
+			"INHIBITED", "open support contact sc-7", "inhibited by rule cancelled",
+			"DEFERRED", "quiet hours; deferred to 2026-11-21T09:00:00Z",
+			"2026-11-21T09:00:00Z  SUPERSEDED", "condition no longer true on re-check before sending",
+			"HELD_OUT", "control group",
+			"support contact opened via phone, topic order_status, about order:o-1 (id sc-7)",
+			"failed (permanent)", "ok in ",
+			"absence deadline: the rule fires at 2026-11-22T10:00:00Z",
+			"2026-11-20T11:00:00Z",
+			"NOTIFICATION", "SUPERSEDED", "Order o-1 is late",
+		} {
+			if !strings.Contains(out, s) {
+				t.Errorf("text output lacks %q", s)
+			}
+		}
+		for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if strings.Contains(l, "\t") {
+				t.Errorf("line %d has a tab: %q", i, l)
+			}
+		}
+		if t.Failed() {
+			t.Logf("text:\n%s", out)
+		}
+
+		// JSON round trip.
+		raw, err := json.Marshal(tl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back explain.Timeline
+		if err := json.Unmarshal(raw, &back); err != nil || len(back.Items) != len(tl.Items) || back.Entity != tl.Entity {
+			t.Errorf("json round trip: %v", err)
+		}
+	})
+}
+
+func TestCustomerView(t *testing.T) {
+	eachIndexState(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		tl, err := explain.Customer(ctx, w.st.R, "c-1", explain.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// explain customer:KEY is the same view.
+		same, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "customer", Key: "c-1"}, explain.Options{})
+		if err != nil || len(same.Items) != len(tl.Items) || same.View != explain.ViewCustomer {
+			t.Errorf("customer:c-1 view: %v", err)
+		}
+		if !tl.Known || tl.State["email"] != "ann@example.com" {
+			t.Errorf("profile: %v", tl.State)
+		}
+		got := strings.Join(verdicts(tl), ",")
+		// Every verdict addressed to the customer (arming a deadline names no
+		// customer yet), the pending deadline of their order, their contacts.
+		for _, v := range []string{"late sent", "late deduped", "late deferred", "late superseded", "late inhibited", "cancelled delivered", "feedback held_out"} {
+			if !strings.Contains(got, v) {
+				t.Errorf("customer view lacks %q: %s", v, got)
+			}
+		}
+		kinds := map[string]int{}
+		for _, it := range tl.Items {
+			kinds[it.Kind]++
+		}
+		if kinds[explain.KindEvent] != 1 || kinds[explain.KindContact] != 2 || kinds[explain.KindTimer] != 1 || kinds[explain.KindAttempt] != 4 {
+			t.Errorf("kinds %v", kinds)
+		}
+		if len(tl.Notifications) != 3 {
+			t.Errorf("%d notifications", len(tl.Notifications))
+		}
+		var buf bytes.Buffer
+		if err := explain.WriteText(&buf, tl); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"customer:c-1  (customer view", `profile: {"channels":["sms","email"]`, "ENTITY", "order:o-1", "customers.updated"} {
+			if !strings.Contains(buf.String(), s) {
+				t.Errorf("text lacks %q:\n%s", s, buf.String())
+			}
+		}
+	})
+}
+
+func TestLimitAndNotFound(t *testing.T) {
+	eachIndexState(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		tl, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tl.Truncated {
+			t.Error("limit 2 should truncate")
+		}
+		// The newest decisions are the ones kept.
+		if v := verdicts(tl); len(v) != 2 || v[1] != "late inhibited" {
+			t.Errorf("kept %v", v)
+		}
+		_, err = explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "nope"}, explain.Options{})
+		if !errors.Is(err, explain.ErrNotFound) || !strings.Contains(err.Error(), "order:nope") {
+			t.Errorf("unknown entity: %v", err)
+		}
+		if _, err := explain.Customer(ctx, w.st.R, "nobody", explain.Options{}); !errors.Is(err, explain.ErrNotFound) {
+			t.Errorf("unknown customer: %v", err)
+		}
+	})
+}
+
+func TestLists(t *testing.T) {
+	eachIndexState(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		db := w.st.R
+
+		// Paging: newest first, the cursor walks to the oldest without gaps.
+		var all []explain.Decision
+		before := int64(0)
+		for page := 0; ; page++ {
+			p, err := explain.ListDecisions(ctx, db, explain.DecisionFilter{Rule: "late", Limit: 2, Before: before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, p.Decisions...)
+			if p.NextBefore == 0 {
+				break
+			}
+			if page > 10 {
+				t.Fatal("paging does not end")
+			}
+			before = p.NextBefore
+		}
+		if len(all) != 8 {
+			t.Errorf("late: %d decisions over all pages, want 8", len(all))
+		}
+		for i := 1; i < len(all); i++ {
+			if all[i].ID >= all[i-1].ID {
+				t.Errorf("page order: %d after %d", all[i].ID, all[i-1].ID)
+			}
+		}
+		p, err := explain.ListDecisions(ctx, db, explain.DecisionFilter{Verdict: "inhibited", Entity: explain.Ref{Type: "order", Key: "o-1"}, Customer: "c-1"})
+		if err != nil || len(p.Decisions) != 2 || p.NextBefore != 0 {
+			t.Errorf("inhibited: %+v %v", p, err)
+		}
+		p, err = explain.ListDecisions(ctx, db, explain.DecisionFilter{Since: start.Add(20 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range p.Decisions {
+			if d.At.Before(start.Add(20 * time.Hour)) {
+				t.Errorf("since: %+v", d)
+			}
+		}
+		if len(p.Decisions) != 6 { // superseded, cancelled sent+fallback+delivered, held_out, inhibited
+			t.Errorf("since: %d decisions", len(p.Decisions))
+		}
+
+		np, err := explain.ListNotifications(ctx, db, explain.NotificationFilter{Channel: "email", Status: "sent"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(np.Notifications) != 2 || np.Notifications[0].Rule != "cancelled" || np.Notifications[1].Rule != "late" {
+			t.Errorf("sent by email: %+v", np.Notifications)
+		}
+		np, err = explain.ListNotifications(ctx, db, explain.NotificationFilter{Customer: "c-1", Limit: 1, Attempts: true})
+		if err != nil || len(np.Notifications) != 1 || np.NextBefore == "" || len(np.Notifications[0].AttemptLog) != 2 {
+			t.Fatalf("page 1: %+v %v", np, err)
+		}
+		np2, err := explain.ListNotifications(ctx, db, explain.NotificationFilter{Customer: "c-1", Limit: 1, Before: np.NextBefore})
+		if err != nil || len(np2.Notifications) != 1 || np2.Notifications[0].ID >= np.Notifications[0].ID {
+			t.Errorf("page 2: %+v %v", np2, err)
+		}
+		np, err = explain.ListNotifications(ctx, db, explain.NotificationFilter{Channel: "sms"})
+		if err != nil || len(np.Notifications) != 1 || np.Notifications[0].Status != "superseded" {
+			t.Errorf("sms: %+v %v", np, err)
+		}
+
+		counts, err := explain.RuleCounts(ctx, db, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		late := counts["late"]
+		// sent 1 + deduped 1 + inhibited 2 + deferred 1; not the follow-ups.
+		if late == nil || late.Fired != 5 || late.Verdicts["superseded"] != 1 || late.Verdicts["delivered"] != 1 || late.Verdicts["fallback"] != 1 {
+			t.Errorf("late counters: %+v", late)
+		}
+		if c := counts["not-dispatched"]; c == nil || c.Fired != 0 || c.Verdicts["armed"] != 1 {
+			t.Errorf("not-dispatched counters: %+v", c)
+		}
+		if c := counts["feedback"]; c == nil || c.Fired != 1 || c.Verdicts["held_out"] != 1 {
+			t.Errorf("feedback counters: %+v", c)
+		}
+		since, err := explain.RuleCounts(ctx, db, start.Add(20*time.Hour))
+		if err != nil || since["late"].Fired != 1 || since["weight"] != nil {
+			t.Errorf("since counters: %+v %v", since, err)
+		}
+	})
 }
 
 // OpenReadOnly reads beside a writer and refuses what is not a store.

@@ -85,6 +85,21 @@ func ListDecisions(ctx context.Context, db *sql.DB, f DecisionFilter) (*Decision
 	if f.Before > 0 {
 		add("id < ?", f.Before)
 	}
+	// The most selective key the decision index has narrows the rows read;
+	// the conditions above check them.
+	var look []store.DecisionLookup
+	switch {
+	case !f.Entity.IsZero():
+		look = append(look, store.ByEntity(f.Entity.Type, f.Entity.Key))
+	case f.Customer != "":
+		look = append(look, store.ByCustomer(f.Customer))
+	case f.Rule != "":
+		look = append(look, store.ByRule(f.Rule))
+	}
+	if look != nil {
+		in, a := store.DecisionsIn(look...)
+		add(in, a...)
+	}
 	lim := pageSize(f.Limit)
 	ds, more, err := queryDecisions(ctx, db, lim, where(conds), args...)
 	if err != nil {

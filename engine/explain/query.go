@@ -277,7 +277,8 @@ func attachAttempts(ctx context.Context, db *sql.DB, notes []Notification) error
 func timersOf(ctx context.Context, db *sql.DB, refs []Ref) ([]Timer, error) {
 	var out []Timer
 	for _, ref := range refs {
-		ruleNames, err := strs(ctx, db, `SELECT DISTINCT rule FROM decisions WHERE etype = ? AND ekey = ?`, ref.Type, ref.Key)
+		in, args := store.DecisionsIn(store.ByEntity(ref.Type, ref.Key))
+		ruleNames, err := strs(ctx, db, `SELECT DISTINCT rule FROM decisions WHERE `+in+` AND etype = ? AND ekey = ?`, append(args, ref.Type, ref.Key)...)
 		if err != nil {
 			return nil, fmt.Errorf("timers: %w", err)
 		}

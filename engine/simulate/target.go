@@ -61,8 +61,9 @@ func (s *Sim) Run(ctx context.Context, t Target) error {
 // proactived store (the daemon's file opened read-only works too).
 // informedBy limits it to notifications of those rules; empty = any rule.
 func DeliveredBefore(ctx context.Context, db *sql.DB, etype, key string, at time.Time, informedBy []string) (bool, error) {
-	q := `SELECT 1 FROM decisions WHERE etype = ? AND ekey = ? AND verdict = ? AND mode = 'live' AND at <= ?`
-	args := []any{etype, key, policy.VerdictDelivered, store.Millis(at)}
+	in, args := store.DecisionsIn(store.ByEntity(etype, key))
+	q := `SELECT 1 FROM decisions WHERE ` + in + ` AND etype = ? AND ekey = ? AND verdict = ? AND mode = 'live' AND at <= ?`
+	args = append(args, etype, key, policy.VerdictDelivered, store.Millis(at))
 	if len(informedBy) > 0 {
 		q += ` AND rule IN (?` + strings.Repeat(", ?", len(informedBy)-1) + `)`
 		for _, r := range informedBy {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3" // SQLite driver (cgo)
@@ -30,7 +31,9 @@ type Store struct {
 	R *sql.DB // readers (the journal file attached)
 	// Journal is the event journal's file and writer (journal.go).
 	Journal *Journal
-	Path    string
+	// Index is the decision index's file and indexer (dindex.go).
+	Index *DecisionIndex
+	Path  string
 	// ckpt checkpoints the WAL in the background (checkpoint.go).
 	ckpt *checkpointer
 }
@@ -63,39 +66,62 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	r := OpenReader(path, 4)
-	ckpt, err := startCheckpointer(ctx, w, path)
+	x, err := openDecisionIndex(ctx, w, path)
 	if err != nil {
-		r.Close()
 		j.close()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{W: w, R: r, Journal: j, Path: path, ckpt: ckpt}, nil
+	r := OpenReader(path, 4)
+	ckpt, err := startCheckpointer(ctx, w, path)
+	if err != nil {
+		r.Close()
+		x.close()
+		j.close()
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{W: w, R: r, Journal: j, Index: x, Path: path, ckpt: ckpt}, nil
 }
 
 // OpenReader opens a read-only pool of up to conns connections on the
 // database at path, with its journal file attached when there is one (so
-// an unqualified `journal` names the journal's table). It creates and
-// migrates nothing; connections open on first use, so a missing or
-// unreadable file shows as the first query's error.
+// an unqualified `journal` names the journal's table) and its decision
+// index (DecisionsIn; an empty one in memory when the file is missing, so
+// every decision is in the index's tail). It creates and migrates nothing;
+// connections open on first use, so a missing or unreadable file shows as
+// the first query's error.
 func OpenReader(path string, conns int) *sql.DB {
 	rq := url.Values{}
 	rq.Set("_busy_timeout", "10000")
 	rq.Set("mode", "ro")
-	drv := &sqlite3.SQLiteDriver{}
-	jpath := JournalPath(path)
-	if _, err := os.Stat(jpath); err == nil {
-		jq := url.Values{}
-		jq.Set("mode", "ro")
-		attach := "file:" + jpath + "?" + jq.Encode()
-		drv.ConnectHook = func(c *sqlite3.SQLiteConn) error {
-			if _, err := c.Exec(`ATTACH DATABASE ? AS `+journalAttach, []driver.Value{attach}); err != nil {
+	ro := url.Values{}
+	ro.Set("mode", "ro")
+	jpath, ipath := JournalPath(path), IndexPath(path)
+	_, jerr := os.Stat(jpath)
+	_, ierr := os.Stat(ipath)
+	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		if jerr == nil {
+			if _, err := c.Exec(`ATTACH DATABASE ? AS `+journalAttach, []driver.Value{"file:" + jpath + "?" + ro.Encode()}); err != nil {
 				return fmt.Errorf("attach journal %s: %w", jpath, err)
+			}
+		}
+		if ierr == nil {
+			if _, err := c.Exec(`ATTACH DATABASE ? AS `+indexAttach, []driver.Value{"file:" + ipath + "?" + ro.Encode()}); err != nil {
+				return fmt.Errorf("attach decision index %s: %w", ipath, err)
 			}
 			return nil
 		}
-	}
+		if _, err := c.Exec(`ATTACH DATABASE ':memory:' AS `+indexAttach, nil); err != nil {
+			return fmt.Errorf("attach empty decision index: %w", err)
+		}
+		for _, stmt := range indexSchema {
+			if _, err := c.Exec(strings.Replace(stmt, "EXISTS ", "EXISTS "+indexAttach+".", 1), nil); err != nil {
+				return fmt.Errorf("empty decision index: %w", err)
+			}
+		}
+		return nil
+	}}
 	r := sql.OpenDB(connector{drv: drv, dsn: "file:" + path + "?" + rq.Encode()})
 	r.SetMaxOpenConns(conns)
 	return r
@@ -172,17 +198,21 @@ func (c connector) Driver() driver.Driver                        { return c.drv 
 func (s *Store) Close() error {
 	errR := s.R.Close()
 	errJ := s.Journal.close()
+	errX := s.Index.close()
 	var errCk error
 	if s.ckpt != nil {
 		errCk = s.ckpt.stop()
 	}
-	return errors.Join(errR, errJ, errCk, s.W.Close())
+	return errors.Join(errR, errJ, errX, errCk, s.W.Close())
 }
 
 // Ping checks that a write could be made now and that the journal's last
 // write did not fail (readiness); see ping.go.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.Journal.Err(); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	if err := s.Index.Err(); err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return s.ping(ctx)
@@ -209,9 +239,12 @@ var schema = []string{
 		etype TEXT NOT NULL, ekey TEXT NOT NULL, customer TEXT NOT NULL,
 		verdict TEXT NOT NULL, reason TEXT NOT NULL, notification TEXT NOT NULL,
 		event TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'live')`,
-	`CREATE INDEX IF NOT EXISTS decisions_entity ON decisions (etype, ekey, id)`,
-	`CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer, id)`,
-	`CREATE INDEX IF NOT EXISTS decisions_rule ON decisions (rule, at)`,
+	// No secondary index: the decision index file has their look-ups by
+	// entity, customer and rule (dindex.go). Files written before it had
+	// these three indexes in the main file.
+	`DROP INDEX IF EXISTS decisions_entity`,
+	`DROP INDEX IF EXISTS decisions_customer`,
+	`DROP INDEX IF EXISTS decisions_rule`,
 	// The outbox: one row per notification, with its channel candidates.
 	`CREATE TABLE IF NOT EXISTS outbox (
 		id TEXT PRIMARY KEY, idem_key TEXT NOT NULL UNIQUE, rule TEXT NOT NULL,

@@ -1,0 +1,467 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The decision index lives in a SQLite file of its own, written by a
+// goroutine of its own.
+//
+// Decisions are appended to the main file without secondary indexes: a
+// row costs one append at the rowid B-tree's right edge. Their look-ups
+// by entity, customer and rule (explain, the API, reports) were three
+// random-key index entries per row, each a page of its own dirtied in
+// every intake commit: with them the decisions were a fifth of the
+// engine's CPU per event (BENCHMARKS.md, seventh round). The index is
+// derived from the decisions table alone, so it needs no place in the
+// transaction that acks the events: the indexer reads the rows above the
+// position it has covered (dindex_meta 'upto', kept in the index file in
+// the same transaction as its entries), writes their keys in one
+// transaction a second, and so touches each index page once a second
+// instead of once per batch, on the other core, under the index file's own
+// write lock.
+//
+// Readers never miss a decision that is not indexed yet: DecisionsIn
+// selects the index's candidates plus every decision above 'upto' (the
+// tail, at most about a second of decisions), and the caller's own
+// conditions on the decision row check both. An index file that is lost,
+// or older or newer than the main file (a restore), is rebuilt from the
+// decisions at the next start; its position is checked against the row it
+// names.
+
+// IndexPath is the decision index's file beside the main database at
+// path: data/proactived.db → data/proactived.index.db.
+func IndexPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".index" + ext
+}
+
+// indexSchema is the index file's schema. The tables are named so that an
+// unqualified name finds them in the attached file.
+var indexSchema = []string{
+	`CREATE TABLE IF NOT EXISTS dindex_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS decision_entity (etype TEXT NOT NULL, ekey TEXT NOT NULL, id INTEGER NOT NULL,
+		PRIMARY KEY (etype, ekey, id)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS decision_customer (customer TEXT NOT NULL, id INTEGER NOT NULL,
+		PRIMARY KEY (customer, id)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS decision_rule (rule TEXT NOT NULL, id INTEGER NOT NULL,
+		PRIMARY KEY (rule, id)) WITHOUT ROWID`,
+}
+
+// indexAttach is the schema name readers attach the index file as.
+const indexAttach = "dix"
+
+const (
+	// indexEvery is the least time between two index writes while nobody
+	// waits for one: the tail that readers scan is at most about this
+	// much of decisions.
+	indexEvery = time.Second
+	// indexChunk bounds the decisions one index write takes; a backlog
+	// (a rebuild) is taken in writes of this many, one after another.
+	indexChunk = 65536
+	// indexBackoffMax bounds the wait between attempts after a failed
+	// write (doubling from indexEvery).
+	indexBackoffMax = 30 * time.Second
+	// indexBusy is how long an index write waits for a lock held by
+	// another connection (a backup) before it counts as failed.
+	indexBusy = 5 * time.Second
+)
+
+// DecisionIndex is the index file and its indexer.
+type DecisionIndex struct {
+	db   *sql.DB // the index file's writer
+	src  *sql.DB // a read-only connection on the main file
+	path string
+	// The indexer's statements (a Bulk caches its SQL: one goroutine's).
+	insEntity, insCustomer, insRule *Bulk
+
+	mu       sync.Mutex
+	upto     int64 // the last decision id indexed, committed
+	uptoAt   int64 // its time: tells the decision from a later one with its id
+	err      error
+	waiting  int           // Sync calls waiting: no lingering
+	wake     chan struct{} // cap 1: look now
+	progress chan struct{} // closed (and replaced) after each write or failure
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// openDecisionIndex opens (creating if needed) the index file beside the
+// main database at path, checks its position against the main file's
+// decisions (w is the main file's writer) and starts the indexer.
+func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIndex, error) {
+	ipath := IndexPath(path)
+	db, err := openWriter(ipath, indexBusy, 16384, 16)
+	if err != nil {
+		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
+	}
+	for _, stmt := range indexSchema {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("decision index %s: %.60s: %w", ipath, stmt, err)
+		}
+	}
+	upto, uptoAt, err := reconcileIndex(ctx, w, db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
+	}
+	q := url.Values{}
+	q.Set("_busy_timeout", "10000")
+	q.Set("mode", "ro")
+	src, err := openSingle(path, q)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
+	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	x := &DecisionIndex{
+		db: db, src: src, path: ipath, upto: upto, uptoAt: uptoAt,
+		insEntity:   NewBulk("INSERT OR IGNORE INTO decision_entity (etype, ekey, id) VALUES %s", 3),
+		insCustomer: NewBulk("INSERT OR IGNORE INTO decision_customer (customer, id) VALUES %s", 2),
+		insRule:     NewBulk("INSERT OR IGNORE INTO decision_rule (rule, id) VALUES %s", 2),
+		wake:        make(chan struct{}, 1),
+		progress:    make(chan struct{}),
+		cancel:      cancel,
+		done:        make(chan struct{}),
+	}
+	go x.run(cctx)
+	return x, nil
+}
+
+// reconcileIndex returns the index's position, made consistent with the
+// main file: the decision it names must be there with the time it had
+// when it was indexed, else the index describes another file (the main
+// file was restored from a backup, or replaced) and starts over empty.
+func reconcileIndex(ctx context.Context, w, x *sql.DB) (upto, uptoAt int64, err error) {
+	meta := map[string]int64{}
+	rows, err := x.QueryContext(ctx, `SELECT k, v FROM dindex_meta`)
+	if err != nil {
+		return 0, 0, err
+	}
+	for rows.Next() {
+		var k string
+		var v int64
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		meta[k] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	upto, uptoAt = meta["upto"], meta["upto_at"]
+	if upto == 0 {
+		return 0, 0, nil
+	}
+	var at int64
+	err = w.QueryRowContext(ctx, `SELECT at FROM decisions WHERE id = ?`, upto).Scan(&at)
+	if err == nil && at == uptoAt {
+		return upto, uptoAt, nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, err
+	}
+	return 0, 0, resetIndex(ctx, x)
+}
+
+// resetIndex empties the index: it is built again from the first decision.
+func resetIndex(ctx context.Context, x *sql.DB) error {
+	tx, err := x.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for _, s := range []string{`DELETE FROM decision_entity`, `DELETE FROM decision_customer`, `DELETE FROM decision_rule`, `DELETE FROM dindex_meta`} {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Path is the index file.
+func (x *DecisionIndex) Path() string { return x.path }
+
+// Err is the error of the last index write if it failed (the indexer
+// retries it); nil when the index is being written.
+func (x *DecisionIndex) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+// Upto is the last decision id the index covers.
+func (x *DecisionIndex) Upto() int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.upto
+}
+
+// Sync waits until every decision committed before the call is indexed
+// (or ctx ends). Readers need not call it (DecisionsIn covers the tail);
+// it is for tests and for a stop that wants a short tail.
+func (x *DecisionIndex) Sync(ctx context.Context) error {
+	var last int64
+	if err := x.src.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM decisions`).Scan(&last); err != nil {
+		return fmt.Errorf("decision index: %w", err)
+	}
+	x.mu.Lock()
+	x.waiting++
+	defer func() { x.mu.Lock(); x.waiting--; x.mu.Unlock() }()
+	for x.upto < last {
+		ch := x.progress
+		x.mu.Unlock()
+		x.poke()
+		select {
+		case <-ch:
+		case <-x.done:
+			return errors.New("decision index: closed")
+		case <-ctx.Done():
+			return fmt.Errorf("decision index: %w", ctx.Err())
+		}
+		x.mu.Lock()
+	}
+	x.mu.Unlock()
+	return nil
+}
+
+func (x *DecisionIndex) poke() {
+	select {
+	case x.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the indexer: every indexEvery (at once while a backlog remains or
+// Sync waits) it indexes the decisions above its position.
+func (x *DecisionIndex) run(ctx context.Context) {
+	defer close(x.done)
+	wait := time.Duration(0)
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-x.wake:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		n, err := x.step(ctx)
+		x.mu.Lock()
+		x.err = err
+		hurry := x.waiting > 0
+		close(x.progress)
+		x.progress = make(chan struct{})
+		x.mu.Unlock()
+		switch {
+		case err != nil:
+			wait = min(max(2*wait, indexEvery), indexBackoffMax)
+		case n == indexChunk || (hurry && n > 0):
+			wait = 0
+		default:
+			wait = indexEvery
+		}
+	}
+}
+
+// indexRow is the part of a decision the index keys on.
+type indexRow struct {
+	id, at                int64
+	rule, etype, ekey, cu string
+}
+
+// read returns up to indexChunk decisions above the position, or reset
+// if the decision the position names is no longer the one indexed: if an
+// operator deleted the newest decisions, SQLite hands their ids out
+// again, and decisions at or below the position would never be indexed
+// (rare: a purge deletes the oldest). The check and the read share one
+// snapshot of the main file, so no deletion can fall between them.
+func (x *DecisionIndex) read(ctx context.Context) (batch []indexRow, reset bool, err error) {
+	x.mu.Lock()
+	upto, uptoAt := x.upto, x.uptoAt
+	x.mu.Unlock()
+	tx, err := x.src.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	if upto > 0 {
+		var at int64
+		err := tx.QueryRowContext(ctx, `SELECT at FROM decisions WHERE id = ?`, upto).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
+		}
+		if err != nil || at != uptoAt {
+			return nil, true, nil
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, at, rule, etype, ekey, customer FROM decisions WHERE id > ? ORDER BY id LIMIT ?`, upto, indexChunk)
+	if err != nil {
+		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r indexRow
+		if err := rows.Scan(&r.id, &r.at, &r.rule, &r.etype, &r.ekey, &r.cu); err != nil {
+			return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
+		}
+		batch = append(batch, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
+	}
+	return batch, false, nil
+}
+
+// step indexes up to indexChunk decisions above the position and returns
+// how many it indexed.
+func (x *DecisionIndex) step(ctx context.Context) (int, error) {
+	batch, reset, err := x.read(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if reset {
+		if err := resetIndex(ctx, x.db); err != nil {
+			return 0, fmt.Errorf("decision index: start over: %w", err)
+		}
+		x.mu.Lock()
+		x.upto, x.uptoAt = 0, 0
+		x.mu.Unlock()
+		return x.step(ctx) // from the first decision; upto is 0, so no second reset
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	if err := x.write(ctx, batch); err != nil {
+		return 0, err
+	}
+	last := batch[len(batch)-1]
+	x.mu.Lock()
+	x.upto, x.uptoAt = last.id, last.at
+	x.mu.Unlock()
+	return len(batch), nil
+}
+
+// write commits the index entries of batch (ascending ids) and the new
+// position in one transaction. Each table's entries go in key order: the
+// B-tree cursor then moves forward through pages already in the cache.
+func (x *DecisionIndex) write(ctx context.Context, batch []indexRow) error {
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("decision index: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	sorted := slices.Clone(batch)
+	put := func(bk *Bulk, cmpf func(a, b indexRow) int, vals func(r indexRow) []any, skip func(r indexRow) bool) error {
+		slices.SortFunc(sorted, cmpf)
+		args := make([]any, 0, len(sorted)*bk.Cols())
+		for _, r := range sorted {
+			if skip == nil || !skip(r) {
+				args = append(args, vals(r)...)
+			}
+		}
+		return bk.Exec(ctx, tx, args)
+	}
+	if err := put(x.insEntity, func(a, b indexRow) int {
+		return cmp.Or(strings.Compare(a.etype, b.etype), strings.Compare(a.ekey, b.ekey), cmp.Compare(a.id, b.id))
+	}, func(r indexRow) []any { return []any{r.etype, r.ekey, r.id} }, func(r indexRow) bool { return r.ekey == "" }); err != nil {
+		return fmt.Errorf("decision index: %w", err)
+	}
+	if err := put(x.insCustomer, func(a, b indexRow) int {
+		return cmp.Or(strings.Compare(a.cu, b.cu), cmp.Compare(a.id, b.id))
+	}, func(r indexRow) []any { return []any{r.cu, r.id} }, func(r indexRow) bool { return r.cu == "" }); err != nil {
+		return fmt.Errorf("decision index: %w", err)
+	}
+	if err := put(x.insRule, func(a, b indexRow) int {
+		return cmp.Or(strings.Compare(a.rule, b.rule), cmp.Compare(a.id, b.id))
+	}, func(r indexRow) []any { return []any{r.rule, r.id} }, nil); err != nil {
+		return fmt.Errorf("decision index: %w", err)
+	}
+	last := batch[len(batch)-1]
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO dindex_meta (k, v) VALUES ('upto', ?), ('upto_at', ?)`, last.id, last.at); err != nil {
+		return fmt.Errorf("decision index: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("decision index: commit: %w", err)
+	}
+	return nil
+}
+
+// close stops the indexer and closes its connections. What is not indexed
+// yet is indexed at the next start.
+func (x *DecisionIndex) close() error {
+	var err error
+	x.once.Do(func() {
+		x.cancel()
+		<-x.done
+		err = errors.Join(x.src.Close(), x.db.Close())
+	})
+	return err
+}
+
+// SetBusyTimeout changes how long an index write waits for a lock held by
+// another connection before it fails and is retried (Open sets 5 s).
+func (x *DecisionIndex) SetBusyTimeout(ctx context.Context, d time.Duration) error {
+	if err := setBusyTimeout(ctx, x.db, d); err != nil {
+		return fmt.Errorf("decision index busy timeout: %w", err)
+	}
+	return nil
+}
+
+// A DecisionLookup is one key of the decision index: the decisions of an
+// entity, of a customer or of a rule.
+type DecisionLookup struct {
+	sql  string
+	args []any
+}
+
+// ByEntity looks decisions up by the entity they are about.
+func ByEntity(etype, ekey string) DecisionLookup {
+	return DecisionLookup{`SELECT id FROM decision_entity WHERE etype = ? AND ekey = ?`, []any{etype, ekey}}
+}
+
+// ByCustomer looks decisions up by the customer they notify.
+func ByCustomer(customer string) DecisionLookup {
+	return DecisionLookup{`SELECT id FROM decision_customer WHERE customer = ?`, []any{customer}}
+}
+
+// ByRule looks decisions up by their rule.
+func ByRule(rule string) DecisionLookup {
+	return DecisionLookup{`SELECT id FROM decision_rule WHERE rule = ?`, []any{rule}}
+}
+
+// indexTail selects the decisions the index does not cover yet.
+const indexTail = `SELECT id FROM decisions WHERE id > coalesce((SELECT v FROM dindex_meta WHERE k = 'upto'), 0)`
+
+// DecisionsIn returns a condition on the decisions table, for a reader
+// (OpenReader attaches the index), that keeps the rows the lookups find
+// plus the tail not indexed yet. It narrows the rows SQLite reads; it does
+// not select by itself: the caller's WHERE must also hold the lookups'
+// own conditions (etype = ? AND ekey = ?, …) on the decision row, which
+// filter the tail (and any entry of an index built for another file).
+func DecisionsIn(ls ...DecisionLookup) (string, []any) {
+	parts := make([]string, 0, len(ls)+1)
+	var args []any
+	for _, l := range ls {
+		parts = append(parts, l.sql)
+		args = append(args, l.args...)
+	}
+	parts = append(parts, indexTail)
+	return "id IN (" + strings.Join(parts, " UNION ALL ") + ")", args
+}
