@@ -1,17 +1,19 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // The decision index lives in a SQLite file of its own, written by a
@@ -68,7 +70,7 @@ const (
 	indexEvery = time.Second
 	// indexChunk bounds the decisions one index write takes; a backlog
 	// (a rebuild) is taken in writes of this many, one after another.
-	indexChunk = 65536
+	indexChunk = 16384
 	// indexBackoffMax bounds the wait between attempts after a failed
 	// write (doubling from indexEvery).
 	indexBackoffMax = 30 * time.Second
@@ -79,11 +81,8 @@ const (
 
 // DecisionIndex is the index file and its indexer.
 type DecisionIndex struct {
-	db   *sql.DB // the index file's writer
-	src  *sql.DB // a read-only connection on the main file
+	db   *sql.DB // the index file's writer, the main file attached read-only as src
 	path string
-	// The indexer's statements (a Bulk caches its SQL: one goroutine's).
-	insEntity, insCustomer, insRule *Bulk
 
 	mu       sync.Mutex
 	upto     int64 // the last decision id indexed, committed
@@ -103,7 +102,7 @@ type DecisionIndex struct {
 // decisions (w is the main file's writer) and starts the indexer.
 func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIndex, error) {
 	ipath := IndexPath(path)
-	db, err := openWriter(ipath, indexBusy, 16384, 16)
+	db, err := openIndexWriter(path)
 	if err != nil {
 		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
 	}
@@ -118,20 +117,9 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 		db.Close()
 		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
 	}
-	q := url.Values{}
-	q.Set("_busy_timeout", "10000")
-	q.Set("mode", "ro")
-	src, err := openSingle(path, q)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("decision index %s: %w", ipath, err)
-	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x := &DecisionIndex{
-		db: db, src: src, path: ipath, upto: upto, uptoAt: uptoAt,
-		insEntity:   NewBulk("INSERT OR IGNORE INTO decision_entity (etype, ekey, id) VALUES %s", 3),
-		insCustomer: NewBulk("INSERT OR IGNORE INTO decision_customer (customer, id) VALUES %s", 2),
-		insRule:     NewBulk("INSERT OR IGNORE INTO decision_rule (rule, id) VALUES %s", 2),
+		db: db, path: ipath, upto: upto, uptoAt: uptoAt,
 		wake:        make(chan struct{}, 1),
 		progress:    make(chan struct{}),
 		cancel:      cancel,
@@ -139,6 +127,34 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 	}
 	go x.run(cctx)
 	return x, nil
+}
+
+// openIndexWriter opens the index file's writer connection with the main
+// file at path attached read-only as src, so an index write copies the
+// keys from the decisions inside SQLite (no value crosses into Go).
+// Transactions are deferred, unlike the other writers': BEGIN IMMEDIATE
+// would take a write lock on every attached file, the main one included.
+// The first statement that touches the index file is a write, so the
+// transaction never has to upgrade a read snapshot there. 4 MiB of cache:
+// dirty pages beyond it spill to the WAL before the commit, which costs
+// little in WAL mode, and the daemon's RSS with a million entities is near
+// its 256 MB target.
+func openIndexWriter(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_busy_timeout", strconv.FormatInt(indexBusy.Milliseconds(), 10))
+	q.Set("_txlock", "deferred")
+	q.Set("_cache_size", "-4096")
+	ro := url.Values{}
+	ro.Set("mode", "ro")
+	main := "file:" + path + "?" + ro.Encode()
+	return openSingleHook(IndexPath(path), q, func(c *sqlite3.SQLiteConn) error {
+		if _, err := c.Exec(`ATTACH DATABASE ? AS src`, []driver.Value{main}); err != nil {
+			return fmt.Errorf("attach %s: %w", path, err)
+		}
+		return nil
+	})
 }
 
 // reconcileIndex returns the index's position, made consistent with the
@@ -186,8 +202,8 @@ func resetIndex(ctx context.Context, x *sql.DB) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	for _, s := range []string{`DELETE FROM decision_entity`, `DELETE FROM decision_customer`, `DELETE FROM decision_rule`, `DELETE FROM dindex_meta`} {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
+	for _, q := range resetStmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
 	}
@@ -217,7 +233,7 @@ func (x *DecisionIndex) Upto() int64 {
 // it is for tests and for a stop that wants a short tail.
 func (x *DecisionIndex) Sync(ctx context.Context) error {
 	var last int64
-	if err := x.src.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM decisions`).Scan(&last); err != nil {
+	if err := x.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM src.decisions`).Scan(&last); err != nil {
 		return fmt.Errorf("decision index: %w", err)
 	}
 	x.mu.Lock()
@@ -280,128 +296,101 @@ func (x *DecisionIndex) run(ctx context.Context) {
 	}
 }
 
-// indexRow is the part of a decision the index keys on.
-type indexRow struct {
-	id, at                int64
-	rule, etype, ekey, cu string
-}
-
-// read returns up to indexChunk decisions above the position, or reset
-// if the decision the position names is no longer the one indexed: if an
-// operator deleted the newest decisions, SQLite hands their ids out
-// again, and decisions at or below the position would never be indexed
-// (rare: a purge deletes the oldest). The check and the read share one
-// snapshot of the main file, so no deletion can fall between them.
-func (x *DecisionIndex) read(ctx context.Context) (batch []indexRow, reset bool, err error) {
+// step indexes up to indexChunk decisions above the position, in one
+// transaction of the index file, and returns how many it indexed. Each
+// table's entries go in key order: the B-tree cursor then moves forward
+// through pages already in the cache.
+func (x *DecisionIndex) step(ctx context.Context) (int, error) {
 	x.mu.Lock()
 	upto, uptoAt := x.upto, x.uptoAt
 	x.mu.Unlock()
-	tx, err := x.src.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // read-only
-	if upto > 0 {
-		var at int64
-		err := tx.QueryRowContext(ctx, `SELECT at FROM decisions WHERE id = ?`, upto).Scan(&at)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
-		}
-		if err != nil || at != uptoAt {
-			return nil, true, nil
-		}
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, at, rule, etype, ekey, customer FROM decisions WHERE id > ? ORDER BY id LIMIT ?`, upto, indexChunk)
-	if err != nil {
-		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r indexRow
-		if err := rows.Scan(&r.id, &r.at, &r.rule, &r.etype, &r.ekey, &r.cu); err != nil {
-			return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
-		}
-		batch = append(batch, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("decision index: read decisions: %w", err)
-	}
-	return batch, false, nil
-}
-
-// step indexes up to indexChunk decisions above the position and returns
-// how many it indexed.
-func (x *DecisionIndex) step(ctx context.Context) (int, error) {
-	batch, reset, err := x.read(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if reset {
-		if err := resetIndex(ctx, x.db); err != nil {
-			return 0, fmt.Errorf("decision index: start over: %w", err)
-		}
-		x.mu.Lock()
-		x.upto, x.uptoAt = 0, 0
-		x.mu.Unlock()
-		return x.step(ctx) // from the first decision; upto is 0, so no second reset
-	}
-	if len(batch) == 0 {
-		return 0, nil
-	}
-	if err := x.write(ctx, batch); err != nil {
-		return 0, err
-	}
-	last := batch[len(batch)-1]
-	x.mu.Lock()
-	x.upto, x.uptoAt = last.id, last.at
-	x.mu.Unlock()
-	return len(batch), nil
-}
-
-// write commits the index entries of batch (ascending ids) and the new
-// position in one transaction. Each table's entries go in key order: the
-// B-tree cursor then moves forward through pages already in the cache.
-func (x *DecisionIndex) write(ctx context.Context, batch []indexRow) error {
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("decision index: begin: %w", err)
+		return 0, fmt.Errorf("decision index: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	sorted := slices.Clone(batch)
-	put := func(bk *Bulk, cmpf func(a, b indexRow) int, vals func(r indexRow) []any, skip func(r indexRow) bool) error {
-		slices.SortFunc(sorted, cmpf)
-		args := make([]any, 0, len(sorted)*bk.Cols())
-		for _, r := range sorted {
-			if skip == nil || !skip(r) {
-				args = append(args, vals(r)...)
+	// Every read of the main file below shares one snapshot of it.
+	if upto > 0 {
+		// The decision the position names must still be the one indexed:
+		// if an operator deleted the newest decisions, SQLite hands their
+		// ids out again, and decisions at or below the position would
+		// never be indexed. Start over then (rare: a purge deletes the
+		// oldest).
+		var at int64
+		err := tx.QueryRowContext(ctx, `SELECT at FROM src.decisions WHERE id = ?`, upto).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("decision index: read decisions: %w", err)
+		}
+		if err != nil || at != uptoAt {
+			for _, q := range resetStmts {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return 0, fmt.Errorf("decision index: start over: %w", err)
+				}
+			}
+			upto = 0
+		}
+	}
+	var last, lastAt int64
+	err = tx.QueryRowContext(ctx, `SELECT id, at FROM src.decisions WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?`, upto, indexChunk-1).Scan(&last, &lastAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `SELECT id, at FROM src.decisions WHERE id > ? ORDER BY id DESC LIMIT 1`, upto).Scan(&last, &lastAt)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		if upto == 0 && x.Upto() > 0 { // started over on an empty table
+			if err := x.commit(tx, 0, 0); err != nil {
+				return 0, err
 			}
 		}
-		return bk.Exec(ctx, tx, args)
+		return 0, nil
 	}
-	if err := put(x.insEntity, func(a, b indexRow) int {
-		return cmp.Or(strings.Compare(a.etype, b.etype), strings.Compare(a.ekey, b.ekey), cmp.Compare(a.id, b.id))
-	}, func(r indexRow) []any { return []any{r.etype, r.ekey, r.id} }, func(r indexRow) bool { return r.ekey == "" }); err != nil {
-		return fmt.Errorf("decision index: %w", err)
+	if err != nil {
+		return 0, fmt.Errorf("decision index: read decisions: %w", err)
 	}
-	if err := put(x.insCustomer, func(a, b indexRow) int {
-		return cmp.Or(strings.Compare(a.cu, b.cu), cmp.Compare(a.id, b.id))
-	}, func(r indexRow) []any { return []any{r.cu, r.id} }, func(r indexRow) bool { return r.cu == "" }); err != nil {
-		return fmt.Errorf("decision index: %w", err)
+	var n int64
+	for i, q := range indexStmts {
+		res, err := tx.ExecContext(ctx, q, upto, last)
+		if err != nil {
+			return 0, fmt.Errorf("decision index: %w", err)
+		}
+		if i == len(indexStmts)-1 { // every decision has a rule
+			if n, err = res.RowsAffected(); err != nil {
+				return 0, fmt.Errorf("decision index: %w", err)
+			}
+		}
 	}
-	if err := put(x.insRule, func(a, b indexRow) int {
-		return cmp.Or(strings.Compare(a.rule, b.rule), cmp.Compare(a.id, b.id))
-	}, func(r indexRow) []any { return []any{r.rule, r.id} }, nil); err != nil {
-		return fmt.Errorf("decision index: %w", err)
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO dindex_meta (k, v) VALUES ('upto', ?), ('upto_at', ?)`, last, lastAt); err != nil {
+		return 0, fmt.Errorf("decision index: %w", err)
 	}
-	last := batch[len(batch)-1]
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO dindex_meta (k, v) VALUES ('upto', ?), ('upto_at', ?)`, last.id, last.at); err != nil {
-		return fmt.Errorf("decision index: %w", err)
+	if err := x.commit(tx, last, lastAt); err != nil {
+		return 0, err
 	}
+	return int(n), nil
+}
+
+// commit commits an index write and records its position.
+func (x *DecisionIndex) commit(tx *sql.Tx, upto, uptoAt int64) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("decision index: commit: %w", err)
 	}
+	x.mu.Lock()
+	x.upto, x.uptoAt = upto, uptoAt
+	x.mu.Unlock()
 	return nil
 }
+
+// indexStmts copy the keys of the decisions in (?, ?] from the main file;
+// the last one's row count is the number of decisions.
+var indexStmts = [...]string{
+	`INSERT OR IGNORE INTO decision_entity (etype, ekey, id)
+		SELECT etype, ekey, id FROM src.decisions WHERE id > ?1 AND id <= ?2 AND ekey != '' ORDER BY etype, ekey, id`,
+	`INSERT OR IGNORE INTO decision_customer (customer, id)
+		SELECT customer, id FROM src.decisions WHERE id > ?1 AND id <= ?2 AND customer != '' ORDER BY customer, id`,
+	`INSERT OR IGNORE INTO decision_rule (rule, id)
+		SELECT rule, id FROM src.decisions WHERE id > ?1 AND id <= ?2 ORDER BY rule, id`,
+}
+
+// resetStmts empty the index: it is built again from the first decision.
+var resetStmts = [...]string{`DELETE FROM decision_entity`, `DELETE FROM decision_customer`, `DELETE FROM decision_rule`, `DELETE FROM dindex_meta`}
 
 // close stops the indexer and closes its connections. What is not indexed
 // yet is indexed at the next start.
@@ -410,7 +399,7 @@ func (x *DecisionIndex) close() error {
 	x.once.Do(func() {
 		x.cancel()
 		<-x.done
-		err = errors.Join(x.src.Close(), x.db.Close())
+		err = x.db.Close()
 	})
 	return err
 }

@@ -147,10 +147,13 @@ func openWriter(path string, busy time.Duration, cacheKiB, stmts int) (*sql.DB, 
 // the pool: a writer (the main file's, the journal's) or the checkpointer.
 // Settings made on the connection (PRAGMAs) therefore last.
 func openSingle(path string, q url.Values) (*sql.DB, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, err
-	}
+	return openSingleHook(path, q, nil)
+}
+
+// openSingleHook is openSingle with hook run on the connection as it
+// opens (ATTACH).
+func openSingleHook(path string, q url.Values, hook func(*sqlite3.SQLiteConn) error) (*sql.DB, error) {
+	db := sql.OpenDB(connector{drv: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: "file:" + path + "?" + q.Encode()})
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
