@@ -120,10 +120,10 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x := &DecisionIndex{
 		db: db, path: ipath, upto: upto, uptoAt: uptoAt,
-		wake:        make(chan struct{}, 1),
-		progress:    make(chan struct{}),
-		cancel:      cancel,
-		done:        make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		progress: make(chan struct{}),
+		cancel:   cancel,
+		done:     make(chan struct{}),
 	}
 	go x.run(cctx)
 	return x, nil
