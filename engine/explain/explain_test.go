@@ -201,14 +201,17 @@ func run(t *testing.T) *world {
 	return w
 }
 
-// eachIndexState runs f on a world whose decisions are read from the
-// decision index's tail (the indexer has not taken them yet, as right
-// after they are made) and on one whose index has caught up.
+// eachIndexState runs f on a world whose decisions and journal rows are
+// read from beyond their look-ups (not indexed yet, as right after they
+// are made) and on one whose look-ups have caught up.
 func eachIndexState(t *testing.T, f func(t *testing.T, w *world)) {
 	t.Run("tail", func(t *testing.T) { f(t, run(t)) })
 	t.Run("indexed", func(t *testing.T) {
 		w := run(t)
 		if err := w.st.Index.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.st.Journal.SyncIndex(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		var last int64

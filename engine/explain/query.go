@@ -21,7 +21,8 @@ const inChunk = 500
 // journal returns the newest lim events of an entity, oldest first, and
 // whether older ones were left out.
 func journal(ctx context.Context, db *sql.DB, ref Ref, lim int) ([]Event, bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT seq, at, subject, msg_id, data FROM journal WHERE etype = ? AND ekey = ? ORDER BY id DESC LIMIT ?`, ref.Type, ref.Key, lim+1)
+	in, args := store.JournalOf(ref.Type, ref.Key)
+	rows, err := db.QueryContext(ctx, `SELECT seq, at, subject, msg_id, data FROM journal WHERE `+in+` AND etype = ? AND ekey = ? ORDER BY id DESC LIMIT ?`, append(args, ref.Type, ref.Key, lim+1)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("journal: %w", err)
 	}

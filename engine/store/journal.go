@@ -43,7 +43,14 @@ var journalSchema = []string{
 	`CREATE TABLE IF NOT EXISTS journal (
 		id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
 		etype TEXT NOT NULL, ekey TEXT NOT NULL, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB)`,
-	`CREATE INDEX IF NOT EXISTS journal_entity ON journal (etype, ekey, id)`,
+	// The journal's look-up by entity, written once a second in key order
+	// instead of with every write (journalIndexEvery); readers add the rows
+	// above journal_index's 'upto' (JournalOf). Files written before it had
+	// an ordinary index, journal_entity, written with every row.
+	`DROP INDEX IF EXISTS journal_entity`,
+	`CREATE TABLE IF NOT EXISTS journal_by_entity (etype TEXT NOT NULL, ekey TEXT NOT NULL, id INTEGER NOT NULL,
+		PRIMARY KEY (etype, ekey, id)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS journal_index (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID`,
 }
 
 // journalAttach is the schema name the readers attach the journal file as.
@@ -72,7 +79,15 @@ const (
 	// them, instead of once per batch (the writer's commits were half its
 	// time; BENCHMARKS.md, sixth round). Nothing is acked on the journal,
 	// so the delay costs only rows to re-merge after a crash.
-	journalLinger     = 100 * time.Millisecond
+	journalLinger = 100 * time.Millisecond
+	// journalIndexEvery is the least time between two updates of the
+	// journal's entity look-up: the random-key B-tree's pages are written
+	// once a second rather than with every write (BENCHMARKS.md, seventh
+	// round); readers scan the rows not indexed yet, about this much.
+	journalIndexEvery = time.Second
+	// journalIndexChunk bounds the rows one update indexes: a backlog (an
+	// upgraded file) is taken in steps, one per write.
+	journalIndexChunk = 65536
 	journalBackoffMax = 5 * time.Second
 	// journalBusy is how long a journal write waits for a lock held by
 	// another connection (a backup, an operator's DELETE) before it counts
@@ -93,11 +108,17 @@ type Journal struct {
 	through, durable uint64
 	// handed counts Append calls; written is the last one written.
 	handed, written uint64
-	err             error
-	stopped         bool
-	syncing         int           // Sync calls waiting: no lingering
-	wake            chan struct{} // cap 1: there is work
-	progress        chan struct{} // closed (and replaced) after each write or failure
+	// ixUpto is the last journal row id the entity look-up covers
+	// (committed); ixAt is when it was last brought up to date.
+	ixUpto int64
+	ixAt   time.Time
+	// ixEvery is journalIndexEvery (tests lengthen it).
+	ixEvery  time.Duration
+	err      error
+	stopped  bool
+	syncing  int           // Sync calls waiting: no lingering
+	wake     chan struct{} // cap 1: there is work
+	progress chan struct{} // closed (and replaced) after each write or failure
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -131,18 +152,26 @@ func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) 
 		db.Close()
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
 	}
+	ixUpto, err := reconcileJournalIndex(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal %s: %w", jpath, err)
+	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	j := &Journal{
 		db: db, path: jpath,
 		ins:      Insert("journal (seq, at, etype, ekey, subject, msg_id, data)", 7),
 		through:  seq,
 		durable:  seq,
+		ixUpto:   ixUpto,
+		ixEvery:  journalIndexEvery,
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}
 	go j.run(cctx)
+	j.poke() // index what the look-up does not cover yet
 	return j, nil
 }
 
@@ -231,6 +260,27 @@ func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
 		return 0, err
 	}
 	return seq, nil
+}
+
+// reconcileJournalIndex returns the position of the journal's entity
+// look-up, made consistent with the rows: the newest rows may have been
+// deleted (reconcileJournal, an operator) and SQLite then hands their ids
+// out again, so entries above the last row go and the position comes
+// back to it.
+func reconcileJournalIndex(ctx context.Context, j *sql.DB) (int64, error) {
+	var upto, last int64
+	if err := j.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM journal_index WHERE k = 'upto'), 0), coalesce((SELECT max(id) FROM journal), 0)`).Scan(&upto, &last); err != nil {
+		return 0, err
+	}
+	if upto <= last {
+		return upto, nil
+	}
+	for _, q := range []string{`DELETE FROM journal_by_entity WHERE id > ?1`, `INSERT OR REPLACE INTO journal_index (k, v) VALUES ('upto', ?1)`} {
+		if _, err := j.ExecContext(ctx, q, last); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
 }
 
 // Durable is the stream position up to which every event's rows are
@@ -355,6 +405,15 @@ func (j *Journal) run(ctx context.Context) {
 		rows, through, handed, written := j.pending, j.through, j.handed, j.written
 		j.pending = spare[:0]
 		j.mu.Unlock()
+		if handed == written && j.indexBehind() {
+			// Nothing handed: a write of the look-up alone.
+			if err := j.write(nil, through, handed); err != nil {
+				j.mu.Lock()
+				j.err = err
+				j.notify()
+				j.mu.Unlock()
+			}
+		}
 		for handed != written { // else nothing was handed since the last write
 			err := j.write(rows, through, handed)
 			last = time.Now()
@@ -407,14 +466,113 @@ func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (k, v) VALUES ('journal_seq', ?)`, strconv.FormatUint(through, 10)); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	ixUpto, ixAt, err := j.index(ctx, tx)
+	if err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
 	j.mu.Lock()
+	j.ixUpto, j.ixAt = ixUpto, ixAt
+	if ixAt.IsZero() {
+		j.poke() // a backlog: the next chunk at once
+	}
 	j.written, j.durable, j.err = handed, through, nil
 	j.notify()
 	j.mu.Unlock()
 	return nil
+}
+
+// index brings the entity look-up up to the newest row in the write's
+// transaction, at most every journalIndexEvery and journalIndexChunk rows
+// at a time, in key order, copied inside SQLite. It returns the position
+// and time to record once the transaction commits.
+func (j *Journal) index(ctx context.Context, tx *sql.Tx) (int64, time.Time, error) {
+	j.mu.Lock()
+	upto, at, every := j.ixUpto, j.ixAt, j.ixEvery
+	j.mu.Unlock()
+	now := time.Now()
+	if now.Sub(at) < every {
+		return upto, at, nil
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM journal`).Scan(&last); err != nil {
+		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	}
+	to := min(last, upto+journalIndexChunk)
+	if to <= upto {
+		return upto, now, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO journal_by_entity (etype, ekey, id)
+		SELECT etype, ekey, id FROM journal WHERE id > ? AND id <= ? ORDER BY etype, ekey, id`, upto, to); err != nil {
+		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES ('upto', ?)`, to); err != nil {
+		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	}
+	if to < last {
+		now = time.Time{} // a backlog: the next write takes the next chunk
+	}
+	return to, now, nil
+}
+
+// indexBehind reports whether the entity look-up has a backlog that an
+// index-only write should take (an upgraded file, a restart after a
+// burst) while no rows arrive.
+func (j *Journal) indexBehind() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ixAt.IsZero() && j.err == nil
+}
+
+// SyncIndex brings the entity look-up up to every row committed so far,
+// without waiting for its second (tests; readers need not: JournalOf
+// covers the rest).
+func (j *Journal) SyncIndex(ctx context.Context) error {
+	if err := j.Sync(ctx); err != nil {
+		return err
+	}
+	var last int64
+	if err := j.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM journal`).Scan(&last); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.ixUpto < last && !j.stopped {
+		if j.err != nil {
+			return fmt.Errorf("journal: %w", j.err)
+		}
+		j.ixAt = time.Time{}
+		j.poke()
+		ch := j.progress
+		j.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			j.mu.Lock()
+			return fmt.Errorf("journal: %w", ctx.Err())
+		}
+		j.mu.Lock()
+	}
+	return nil
+}
+
+// IndexUpto is the last journal row id the entity look-up covers.
+func (j *Journal) IndexUpto() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ixUpto
+}
+
+// JournalOf returns a condition on the journal table, for a reader
+// (OpenReader attaches the journal), that keeps the rows of the entity
+// its look-up finds plus the rows it does not cover yet; the caller's
+// WHERE must also hold etype = ? AND ekey = ? on the row, which filters
+// those (and entries of rows deleted since).
+func JournalOf(etype, ekey string) (string, []any) {
+	return `id IN (SELECT id FROM journal_by_entity WHERE etype = ? AND ekey = ?
+		UNION ALL SELECT id FROM journal WHERE id > coalesce((SELECT v FROM journal_index WHERE k = 'upto'), 0))`, []any{etype, ekey}
 }
 
 // notify wakes everyone waiting for the writer; j.mu is held.
