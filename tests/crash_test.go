@@ -190,6 +190,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	if rows != distinct || events != len(w.events) {
 		t.Errorf("journal: %d rows, %d distinct (event, entity) pairs, %d events; want one row per pair and all %d events", rows, distinct, events, len(w.events))
 	}
+	checkLookups(t, db)
 	rebuilds, rebuilt := 0, 0
 	for i := 1; i <= run; i++ {
 		logs, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", i)))

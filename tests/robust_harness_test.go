@@ -670,3 +670,42 @@ func seedFromEnv(t *testing.T) uint64 {
 	fmt.Fprint(h, time.Now().UnixNano(), os.Getpid())
 	return h.Sum64()
 }
+
+// checkLookups checks, after a run, the look-ups that are written beside
+// the tables they index (the decision index file, the journal's entity
+// look-up): every row up to a look-up's position has its entry, and no
+// entry names a row of another entity — so explain, which reads the
+// look-up up to its position and the rows above it, shows what a scan
+// shows, after whatever kills the run had.
+func checkLookups(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for _, c := range []struct{ what, q string }{
+		{"decisions missing from the decision index", `SELECT count(*) FROM decisions d
+			WHERE d.ekey != '' AND d.id <= (SELECT v FROM dindex_meta WHERE k = 'upto')
+			AND NOT EXISTS (SELECT 1 FROM decision_entity x WHERE x.etype = d.etype AND x.ekey = d.ekey AND x.id = d.id)`},
+		{"decisions missing from the customer index", `SELECT count(*) FROM decisions d
+			WHERE d.customer != '' AND d.id <= (SELECT v FROM dindex_meta WHERE k = 'upto')
+			AND NOT EXISTS (SELECT 1 FROM decision_customer x WHERE x.customer = d.customer AND x.id = d.id)`},
+		{"decision index entries naming another decision", `SELECT count(*) FROM decision_entity x
+			LEFT JOIN decisions d ON d.id = x.id WHERE d.id IS NULL OR d.etype != x.etype OR d.ekey != x.ekey`},
+		{"journal rows missing from its look-up", `SELECT count(*) FROM journal j
+			WHERE j.id <= (SELECT v FROM journal_index WHERE k = 'upto')
+			AND NOT EXISTS (SELECT 1 FROM journal_by_entity x WHERE x.etype = j.etype AND x.ekey = j.ekey AND x.id = j.id)`},
+		{"journal look-up entries naming another row", `SELECT count(*) FROM journal_by_entity x
+			LEFT JOIN journal j ON j.id = x.id WHERE j.id IS NULL OR j.etype != x.etype OR j.ekey != x.ekey`},
+	} {
+		var n int
+		if err := db.QueryRow(c.q).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s: %d (%v)", c.what, n, err)
+		}
+	}
+	var dUpto, dLast, jUpto, jLast int64
+	if err := db.QueryRow(`SELECT coalesce((SELECT v FROM dindex_meta WHERE k = 'upto'), 0), (SELECT coalesce(max(id), 0) FROM decisions),
+		coalesce((SELECT v FROM journal_index WHERE k = 'upto'), 0), (SELECT coalesce(max(id), 0) FROM journal)`).Scan(&dUpto, &dLast, &jUpto, &jLast); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("look-ups: decision index at %d of %d decisions, journal look-up at %d of %d rows (the rest is read beyond them)", dUpto, dLast, jUpto, jLast)
+	if dUpto == 0 || jUpto == 0 {
+		t.Errorf("a look-up was never written (decisions %d, journal %d)", dUpto, jUpto)
+	}
+}
