@@ -87,7 +87,7 @@ const (
 	journalIndexEvery = time.Second
 	// journalIndexChunk bounds the rows one update indexes: a backlog (an
 	// upgraded file) is taken in steps, one per write.
-	journalIndexChunk = 65536
+	journalIndexChunk = 16384
 	journalBackoffMax = 5 * time.Second
 	// journalBusy is how long a journal write waits for a lock held by
 	// another connection (a backup, an operator's DELETE) before it counts
