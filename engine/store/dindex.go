@@ -85,8 +85,9 @@ type DecisionIndex struct {
 	path string
 
 	mu       sync.Mutex
-	upto     int64 // the last decision id indexed, committed
-	uptoAt   int64 // its time: tells the decision from a later one with its id
+	upto     int64         // the last decision id indexed, committed
+	uptoAt   int64         // its time: tells the decision from a later one with its id
+	every    time.Duration // indexEvery (tests lengthen it)
 	err      error
 	waiting  int           // Sync calls waiting: no lingering
 	wake     chan struct{} // cap 1: look now
@@ -119,7 +120,7 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x := &DecisionIndex{
-		db: db, path: ipath, upto: upto, uptoAt: uptoAt,
+		db: db, path: ipath, upto: upto, uptoAt: uptoAt, every: indexEvery,
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
 		cancel:   cancel,
@@ -285,17 +286,17 @@ func (x *DecisionIndex) run(ctx context.Context) {
 		n, err := x.step(ctx)
 		x.mu.Lock()
 		x.err = err
-		hurry := x.waiting > 0
+		hurry, every := x.waiting > 0, x.every
 		close(x.progress)
 		x.progress = make(chan struct{})
 		x.mu.Unlock()
 		switch {
 		case err != nil:
-			wait = min(max(2*wait, indexEvery), indexBackoffMax)
+			wait = min(max(2*wait, every), indexBackoffMax)
 		case n == indexChunk || (hurry && n > 0):
 			wait = 0
 		default:
-			wait = indexEvery
+			wait = every
 		}
 	}
 }

@@ -15,28 +15,9 @@ import (
 // the whole table finds them.
 func journalIDs(t *testing.T, db *sql.DB, ekey string) (viaIndex, scan []int64) {
 	t.Helper()
-	ids := func(q string, args ...any) []int64 {
-		rows, err := db.Query(q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, id)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
 	in, args := JournalOf("order", ekey)
-	viaIndex = ids(`SELECT id FROM journal WHERE `+in+` AND etype = ? AND ekey = ? ORDER BY id DESC`, append(args, "order", ekey)...)
-	scan = ids(`SELECT id FROM journal NOT INDEXED WHERE etype = ? AND ekey = ? ORDER BY id DESC`, "order", ekey)
+	viaIndex = queryIDs(t, db, `SELECT id FROM journal WHERE `+in+` AND etype = ? AND ekey = ? ORDER BY id DESC`, append(args, "order", ekey)...)
+	scan = queryIDs(t, db, `SELECT id FROM journal NOT INDEXED WHERE etype = ? AND ekey = ? ORDER BY id DESC`, "order", ekey)
 	return viaIndex, scan
 }
 
