@@ -182,6 +182,11 @@ func TestComputeCountsOnlyContactsInTheWindow(t *testing.T) {
 	if rep := d.compute(report.Options{Rule: "other"}); len(rep.Rules) != 0 {
 		t.Fatalf("rule filter: %+v", rep.Rules)
 	}
+	// The rule's own filter (read through the decision index) keeps its
+	// arms whole.
+	if r := ruleOf(t, d.compute(report.Options{Rule: "late"}), "late"); r.Treated.N != 2 || r.Control.N != 1 {
+		t.Fatalf("rule filter late: treated %+v control %+v", r.Treated, r.Control)
+	}
 }
 
 // A held-out entity whose customer has an open contact at fire time would
