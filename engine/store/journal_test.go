@@ -93,7 +93,7 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A clean close leaves each file whole, without a WAL beside it.
-	for _, f := range []string{path + "-wal", JournalPath(path) + "-wal"} {
+	for _, f := range []string{path + "-wal", JournalPath(path) + "-wal", IndexPath(path) + "-wal"} {
 		if _, err := os.Stat(f); !os.IsNotExist(err) {
 			t.Errorf("%s still there after Close (%v)", f, err)
 		}
