@@ -18,9 +18,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/proactived/proactived/engine/store"
 	"strings"
 	"time"
+
+	"github.com/proactived/proactived/engine/store"
 )
 
 // CustomerType is the entity type that holds customers' contact data and

@@ -87,7 +87,7 @@ func ListDecisions(ctx context.Context, db *sql.DB, f DecisionFilter) (*Decision
 	}
 	// The most selective key the decision index has narrows the rows read;
 	// the conditions above check them.
-	var look []store.DecisionLookup
+	var look []store.Lookup
 	switch {
 	case !f.Entity.IsZero():
 		look = append(look, store.ByEntity(f.Entity.Type, f.Entity.Key))

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,10 +41,7 @@ import (
 
 // IndexPath is the decision index's file beside the main database at
 // path: data/proactived.db → data/proactived.index.db.
-func IndexPath(path string) string {
-	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + ".index" + ext
-}
+func IndexPath(path string) string { return besidePath(path, "index") }
 
 // indexSchema is the index file's schema. The tables are named so that an
 // unqualified name finds them in the attached file.
@@ -141,12 +136,7 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 // little in WAL mode, and the daemon's RSS with a million entities is near
 // its 256 MB target.
 func openIndexWriter(path string) (*sql.DB, error) {
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", strconv.FormatInt(indexBusy.Milliseconds(), 10))
-	q.Set("_txlock", "deferred")
-	q.Set("_cache_size", "-4096")
+	q := writerDSN(indexBusy, 4096, 16, "deferred")
 	ro := url.Values{}
 	ro.Set("mode", "ro")
 	main := "file:" + path + "?" + ro.Encode()
@@ -167,52 +157,59 @@ func openIndexWriter(path string) (*sql.DB, error) {
 // when it was indexed, else the index describes another file (the main
 // file was restored from a backup, or replaced) and starts over empty.
 func reconcileIndex(ctx context.Context, w, x *sql.DB) (upto, uptoAt int64, err error) {
-	meta := map[string]int64{}
-	rows, err := x.QueryContext(ctx, `SELECT k, v FROM dindex_meta`)
-	if err != nil {
+	if err := x.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM dindex_meta WHERE k = 'upto'), 0),
+		coalesce((SELECT v FROM dindex_meta WHERE k = 'upto_at'), 0)`).Scan(&upto, &uptoAt); err != nil {
 		return 0, 0, err
 	}
-	for rows.Next() {
-		var k string
-		var v int64
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return 0, 0, err
-		}
-		meta[k] = v
+	if ok, err := positionHolds(ctx, w, "decisions", upto, uptoAt); err != nil || ok {
+		return upto, uptoAt, err
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, 0, err
-	}
-	upto, uptoAt = meta["upto"], meta["upto_at"]
-	if upto == 0 {
-		return 0, 0, nil
-	}
-	var at int64
-	err = w.QueryRowContext(ctx, `SELECT at FROM decisions WHERE id = ?`, upto).Scan(&at)
-	if err == nil && at == uptoAt {
-		return upto, uptoAt, nil
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, err
-	}
-	return 0, 0, resetIndex(ctx, x)
-}
-
-// resetIndex empties the index: it is built again from the first decision.
-func resetIndex(ctx context.Context, x *sql.DB) error {
 	tx, err := x.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	if err := resetIndex(ctx, tx); err != nil {
+		return 0, 0, err
+	}
+	return 0, 0, tx.Commit()
+}
+
+// rowQuerier is a database or a transaction.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// positionHolds reports whether the decision the index's position names
+// (upto, indexed when it had time uptoAt) is still that decision in the
+// decisions table q reads (main's, as decisions or src.decisions). It is
+// not if the main file was restored or replaced, or if an operator deleted
+// the newest decisions and SQLite handed their ids out again: decisions at
+// or below the position would then never be indexed.
+func positionHolds(ctx context.Context, q rowQuerier, decisions string, upto, uptoAt int64) (bool, error) {
+	if upto == 0 {
+		return true, nil
+	}
+	var at int64
+	err := q.QueryRowContext(ctx, `SELECT at FROM `+decisions+` WHERE id = ?`, upto).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read decisions: %w", err)
+	}
+	return at == uptoAt, nil
+}
+
+// resetIndex empties the index in ex's transaction: it is built again from
+// the first decision.
+func resetIndex(ctx context.Context, ex Execer) error {
 	for _, q := range resetStmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return err
+		if _, err := ex.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("start over: %w", err)
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // Path is the index file.
@@ -314,37 +311,25 @@ func (x *DecisionIndex) step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("decision index: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	// Every read of the main file below shares one snapshot of it.
-	if upto > 0 {
-		// The decision the position names must still be the one indexed:
-		// if an operator deleted the newest decisions, SQLite hands their
-		// ids out again, and decisions at or below the position would
-		// never be indexed. Start over then (rare: a purge deletes the
-		// oldest).
-		var at int64
-		err := tx.QueryRowContext(ctx, `SELECT at FROM src.decisions WHERE id = ?`, upto).Scan(&at)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("decision index: read decisions: %w", err)
-		}
-		if err != nil || at != uptoAt {
-			for _, q := range resetStmts {
-				if _, err := tx.ExecContext(ctx, q); err != nil {
-					return 0, fmt.Errorf("decision index: start over: %w", err)
-				}
-			}
-			upto = 0
-		}
+	// Every read of the main file below shares one snapshot of it, so no
+	// deletion falls between the check and the copy. Starting over is
+	// rare: a purge deletes the oldest decisions, not the newest.
+	ok, err := positionHolds(ctx, tx, "src.decisions", upto, uptoAt)
+	if err != nil {
+		return 0, fmt.Errorf("decision index: %w", err)
 	}
+	if !ok {
+		if err := resetIndex(ctx, tx); err != nil {
+			return 0, fmt.Errorf("decision index: %w", err)
+		}
+		upto = 0
+	}
+	// The last of the next indexChunk decisions.
 	var last, lastAt int64
-	err = tx.QueryRowContext(ctx, `SELECT id, at FROM src.decisions WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?`, upto, indexChunk-1).Scan(&last, &lastAt)
+	err = tx.QueryRowContext(ctx, `SELECT id, at FROM (SELECT id, at FROM src.decisions WHERE id > ? ORDER BY id LIMIT ?) ORDER BY id DESC LIMIT 1`, upto, indexChunk).Scan(&last, &lastAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.QueryRowContext(ctx, `SELECT id, at FROM src.decisions WHERE id > ? ORDER BY id DESC LIMIT 1`, upto).Scan(&last, &lastAt)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		if upto == 0 && x.Upto() > 0 { // started over on an empty table
-			if err := x.commit(tx, 0, 0); err != nil {
-				return 0, err
-			}
+		if !ok { // started over on an empty table
+			return 0, x.commit(tx, 0, 0)
 		}
 		return 0, nil
 	}
@@ -418,30 +403,28 @@ func (x *DecisionIndex) SetBusyTimeout(ctx context.Context, d time.Duration) err
 	return nil
 }
 
-// A DecisionLookup is one key of the decision index: the decisions of an
-// entity, of a customer or of a rule.
-type DecisionLookup struct {
-	sql  string
+// A Lookup is one key of a look-up written beside its table: the
+// decisions of an entity, of a customer or of a rule; the journal rows of
+// an entity.
+type Lookup struct {
+	sql  string // selects the ids
 	args []any
 }
 
 // ByEntity looks decisions up by the entity they are about.
-func ByEntity(etype, ekey string) DecisionLookup {
-	return DecisionLookup{`SELECT id FROM decision_entity WHERE etype = ? AND ekey = ?`, []any{etype, ekey}}
+func ByEntity(etype, ekey string) Lookup {
+	return Lookup{`SELECT id FROM decision_entity WHERE etype = ? AND ekey = ?`, []any{etype, ekey}}
 }
 
 // ByCustomer looks decisions up by the customer they notify.
-func ByCustomer(customer string) DecisionLookup {
-	return DecisionLookup{`SELECT id FROM decision_customer WHERE customer = ?`, []any{customer}}
+func ByCustomer(customer string) Lookup {
+	return Lookup{`SELECT id FROM decision_customer WHERE customer = ?`, []any{customer}}
 }
 
 // ByRule looks decisions up by their rule.
-func ByRule(rule string) DecisionLookup {
-	return DecisionLookup{`SELECT id FROM decision_rule WHERE rule = ?`, []any{rule}}
+func ByRule(rule string) Lookup {
+	return Lookup{`SELECT id FROM decision_rule WHERE rule = ?`, []any{rule}}
 }
-
-// indexTail selects the decisions the index does not cover yet.
-const indexTail = `SELECT id FROM decisions WHERE id > coalesce((SELECT v FROM dindex_meta WHERE k = 'upto'), 0)`
 
 // DecisionsIn returns a condition on the decisions table, for a reader
 // (OpenReader attaches the index), that keeps the rows the lookups find
@@ -449,13 +432,17 @@ const indexTail = `SELECT id FROM decisions WHERE id > coalesce((SELECT v FROM d
 // not select by itself: the caller's WHERE must also hold the lookups'
 // own conditions (etype = ? AND ekey = ?, …) on the decision row, which
 // filter the tail (and any entry of an index built for another file).
-func DecisionsIn(ls ...DecisionLookup) (string, []any) {
+func DecisionsIn(ls ...Lookup) (string, []any) { return lookupIn("decisions", "dindex_meta", ls...) }
+
+// lookupIn is the condition on table's id that keeps the ids the lookups
+// select plus every id above the look-ups' position ('upto' in meta).
+func lookupIn(table, meta string, ls ...Lookup) (string, []any) {
 	parts := make([]string, 0, len(ls)+1)
 	var args []any
 	for _, l := range ls {
 		parts = append(parts, l.sql)
 		args = append(args, l.args...)
 	}
-	parts = append(parts, indexTail)
+	parts = append(parts, `SELECT id FROM `+table+` WHERE id > coalesce((SELECT v FROM `+meta+` WHERE k = 'upto'), 0)`)
 	return "id IN (" + strings.Join(parts, " UNION ALL ") + ")", args
 }

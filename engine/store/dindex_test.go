@@ -35,7 +35,7 @@ func addDecisions(t *testing.T, db *sql.DB, from, n int, at0 int64, prefix strin
 // lookupIDs runs the query explain runs for a lookup (the index's
 // candidates and the tail, checked by the row's own columns) and, beside
 // it, the same selection as a scan of the whole table.
-func lookupIDs(t *testing.T, db *sql.DB, l DecisionLookup, cond string, cargs ...any) (viaIndex, scan []int64) {
+func lookupIDs(t *testing.T, db *sql.DB, l Lookup, cond string, cargs ...any) (viaIndex, scan []int64) {
 	t.Helper()
 	in, args := DecisionsIn(l)
 	viaIndex = queryIDs(t, db, `SELECT id FROM decisions WHERE `+in+` AND `+cond+` ORDER BY id DESC`, append(args, cargs...)...)
@@ -48,7 +48,7 @@ func lookupIDs(t *testing.T, db *sql.DB, l DecisionLookup, cond string, cargs ..
 func checkLookups(t *testing.T, db *sql.DB, prefix string) {
 	t.Helper()
 	type c struct {
-		l    DecisionLookup
+		l    Lookup
 		cond string
 		args []any
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -32,10 +30,7 @@ import (
 
 // JournalPath is the journal file beside the main database at path:
 // data/proactived.db → data/proactived.journal.db.
-func JournalPath(path string) string {
-	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + ".journal" + ext
-}
+func JournalPath(path string) string { return besidePath(path, "journal") }
 
 // journalSchema is the journal file's schema.
 var journalSchema = []string{
@@ -405,18 +400,14 @@ func (j *Journal) run(ctx context.Context) {
 		rows, through, handed, written := j.pending, j.through, j.handed, j.written
 		j.pending = spare[:0]
 		j.mu.Unlock()
-		if handed == written && j.indexBehind() {
-			// Nothing handed: a write of the look-up alone.
-			if err := j.write(nil, through, handed); err != nil {
-				j.mu.Lock()
-				j.err = err
-				j.notify()
-				j.mu.Unlock()
-			}
-		}
-		for handed != written { // else nothing was handed since the last write
+		// Nothing handed since the last write: none, unless the look-up
+		// has a backlog to take (a write of the look-up alone).
+		indexOnly := handed == written && j.indexBehind()
+		for handed != written || indexOnly {
 			err := j.write(rows, through, handed)
-			last = time.Now()
+			if !indexOnly {
+				last = time.Now() // the linger counts from the last write of rows
+			}
 			if err == nil {
 				backoff = journalBackoffMin
 				break
@@ -571,8 +562,7 @@ func (j *Journal) IndexUpto() int64 {
 // WHERE must also hold etype = ? AND ekey = ? on the row, which filters
 // those (and entries of rows deleted since).
 func JournalOf(etype, ekey string) (string, []any) {
-	return `id IN (SELECT id FROM journal_by_entity WHERE etype = ? AND ekey = ?
-		UNION ALL SELECT id FROM journal WHERE id > coalesce((SELECT v FROM journal_index WHERE k = 'upto'), 0))`, []any{etype, ekey}
+	return lookupIn("journal", "journal_index", Lookup{`SELECT id FROM journal_by_entity WHERE etype = ? AND ekey = ?`, []any{etype, ekey}})
 }
 
 // notify wakes everyone waiting for the writer; j.mu is held.

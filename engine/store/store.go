@@ -133,14 +133,27 @@ func OpenReader(path string, conns int) *sql.DB {
 // mode survives a process crash (SIGKILL); only an OS crash or power loss
 // can lose the last transactions.
 func openWriter(path string, busy time.Duration, cacheKiB, stmts int) (*sql.DB, error) {
+	return openSingle(path, writerDSN(busy, cacheKiB, stmts, "immediate"))
+}
+
+// writerDSN is the DSN of a writer connection; txlock is how its
+// transactions begin (immediate: with the write lock).
+func writerDSN(busy time.Duration, cacheKiB, stmts int, txlock string) url.Values {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
 	q.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
-	q.Set("_txlock", "immediate")
+	q.Set("_txlock", txlock)
 	q.Set("_cache_size", strconv.Itoa(-cacheKiB))
 	q.Set("_stmt_cache_size", strconv.Itoa(stmts))
-	return openSingle(path, q)
+	return q
+}
+
+// besidePath is the file of the given part beside the main database at
+// path: data/proactived.db, "journal" → data/proactived.journal.db.
+func besidePath(path, part string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "." + part + ext
 }
 
 // openSingle opens a pool of exactly one connection, kept for the life of
