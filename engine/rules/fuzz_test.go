@@ -105,6 +105,15 @@ func FuzzTemplateRender(f *testing.F) {
 		}
 		data := fuzzData(sizes[size%uint32(len(sizes))], n, depth)
 		r, err := set.Templates["t"].Render("en", "en", data)
+		// A plain body (fastrender.go) renders exactly as text/template.
+		// (A failing subject ends the render before the body.)
+		part := set.Templates["t"].Locales["en"].Body
+		if subjectFailed := err != nil && strings.Contains(err.Error(), ".subject: "); part != nil && !subjectFailed && planPlain(part) != nil {
+			want, werr := executeSlow(part, data)
+			if (werr != nil) != (err != nil) || (err == nil && r.Body != want) {
+				t.Fatalf("plain body: Render %q, %v; text/template %q, %v", r.Body, err, want, werr)
+			}
+		}
 		if err != nil {
 			if strings.Contains(err.Error(), ": panic: ") {
 				t.Fatalf("render panicked: %v", err)

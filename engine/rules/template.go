@@ -86,6 +86,14 @@ func (t *Template) Render(locale, defaultLocale string, data map[string]any) (r 
 		if p.tm == nil {
 			continue
 		}
+		pl := &lt.plain[i]
+		pl.once.Do(func() { pl.part = planPlain(p.tm) })
+		if pl.part != nil {
+			if out, ok := pl.part.render(data); ok {
+				*p.out = out
+				continue
+			}
+		}
 		var w capWriter
 		if p.tm.Lookup(stepsMarker) == nil {
 			err = p.tm.Execute(&w, data)

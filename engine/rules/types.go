@@ -211,6 +211,12 @@ type LocaleTemplate struct {
 	// function counts into their own counter (see Render): cloning per
 	// render would cost more than rendering.
 	counted [3]sync.Pool
+	// plain holds, per part, its plain form (fastrender.go), worked out
+	// at the first render; nil when the part is not plain.
+	plain [3]struct {
+		once sync.Once
+		part *plainPart
+	}
 }
 
 // Rendered is a template's output for one notification.
