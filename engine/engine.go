@@ -99,6 +99,9 @@ type Engine struct {
 	// msgOf is the event msgEnv holds: set once per event, not once per
 	// rule (each set boxes three values).
 	msgOf    *event.Event
+	// bound is what bindEnv last bound env to (see bindEnv); holding the
+	// pointers keeps them from being reused for another event or entity.
+	bound boundEnv
 	cur      *batch // the transaction in progress
 	lastSeq  uint64
 	channels map[string]policy.ChannelInfo
@@ -540,9 +543,34 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 	return b, cust, nil
 }
 
-// bindEnv points the shared environment at this evaluation's data.
+// boundEnv is the evaluation env is bound to.
+type boundEnv struct {
+	set *rules.Set
+	ev  *event.Event
+	ent *entity
+}
+
+// bindEnv points the shared environment at this evaluation's data. The
+// rules of one event and entity share a binding: only the customer, which
+// each rule resolves itself, is reset (binding every variable for each of
+// an event's rules was a tenth of its evaluation).
 func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[string]any) {
-	for name := range e.set.Load().Entities {
+	set := e.set.Load()
+	b := boundEnv{set: set, ev: ev, ent: ent}
+	// An entity without state is bound to a fresh empty map, which a merge
+	// would not update: bound again each time.
+	if b == e.bound && ev != nil && (ent == nil || ent.state != nil) && extra == nil {
+		e.env[rules.EnvCustomer] = map[string]any(nil)
+		if ent != nil {
+			e.env[ent.typ] = ent.state // the customer, when that is the entity
+		}
+		return
+	}
+	e.bound = boundEnv{}
+	if ev != nil && (ent == nil || ent.state != nil) && extra == nil {
+		e.bound = b
+	}
+	for name := range set.Entities {
 		e.env[name] = map[string]any(nil)
 	}
 	e.env[rules.EnvCustomer] = map[string]any(nil)
