@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -70,10 +69,11 @@ func (e *Engine) load(ctx context.Context, typ, key string) (*entity, error) {
 	case err != nil:
 		return nil, fmt.Errorf("load %s:%s: %w", typ, key, err)
 	default:
-		if err := json.Unmarshal(raw, &en.state); err != nil {
+		st, err := event.DecodeObject(raw)
+		if err != nil {
 			return nil, fmt.Errorf("load %s:%s: corrupt state: %w", typ, key, err)
 		}
-		event.Normalize(en.state)
+		en.state = st
 		en.created, en.updated = store.FromMillis(created), store.FromMillis(updated)
 	}
 	e.cache.put(k, en)

@@ -337,10 +337,11 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 			continue
 		}
 		en := &entity{typ: etype, key: key, created: store.FromMillis(c), updated: store.FromMillis(u)}
-		if err := json.Unmarshal(state, &en.state); err != nil {
+		st, err := event.DecodeObject(state)
+		if err != nil {
 			continue
 		}
-		event.Normalize(en.state)
+		en.state = st
 		ok := true
 		for _, h := range hints {
 			if !fieldMatches(en.state[h.field], h.val) {

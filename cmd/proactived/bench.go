@@ -26,6 +26,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Rate, "rate", 20_000, "fixed publish rate of one latency run (events/s; -1 skips it)")
 	fs.DurationVar(&o.LatencyFor, "latency-for", 5*time.Second, "how long each latency run publishes")
 	fs.IntVar(&o.Orders, "orders", 0, "order keys (default: min(4000, events/20))")
+	fs.Float64Var(&o.FireShare, "fire-share", 0.4, "share of events that fire a rule, 0 < x ≤ 1 (with many --orders, 1 makes nearly every event a new notification: the outbox's write rate)")
 	fs.IntVar(&o.Customers, "customers", 0, "customer keys (default: orders/4)")
 	fs.IntVar(&o.Batch, "batch", 0, "intake.batch (default: the daemon's)")
 	fs.IntVar(&o.CatchUpBatch, "catch-up-batch", 0, "intake.catch_up_batch (default: the daemon's)")
@@ -43,6 +44,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "proactived bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if o.FireShare <= 0 || o.FireShare > 1 {
+		fmt.Fprintf(stderr, "proactived bench: --fire-share %g: want a share above 0 and at most 1\n", o.FireShare)
 		return 2
 	}
 	o.Journal = &journal

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -207,6 +208,29 @@ func normalize(v any) any {
 
 // Normalize is normalize for callers holding decoded JSON (stored state).
 func Normalize(v any) any { return normalize(v) }
+
+// DecodeObject decodes a JSON object (stored entity state) into the map an
+// event's data decodes to: the same fast path, the same numbers (integral
+// ones as int). Decoding stored state with encoding/json made every number
+// a float64, so a total of 1234567 read back after a restart printed as
+// 1.234567e+06 in a template, and it cost several times more (a third of
+// an entity load from SQLite).
+func DecodeObject(b []byte) (map[string]any, error) {
+	if m, ok := fastObject(b); ok {
+		return m, nil
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if trailing(dec, b) {
+		return nil, errors.New("data after the JSON object")
+	}
+	normalize(m)
+	return m, nil
+}
 
 func kindOf(b byte) string {
 	switch b {

@@ -74,3 +74,30 @@ func TestFastObjectCommonCaseTaken(t *testing.T) {
 		}
 	}
 }
+
+// DecodeObject (stored entity state) gives what an event's data decodes
+// to, on the fast path and on encoding/json's.
+func TestDecodeObjectIsEventData(t *testing.T) {
+	for _, src := range []string{
+		`{"total":1234567,"share":0.25,"n":-3,"big":12345678901234567890,"e":1e3,"s":"x","l":[1,2.5,{"a":null}],"m":{"k":true}}`,
+		"{\"bad\":\"\xff\",\"n\":1}", // invalid UTF-8: encoding/json's path
+		`{}`,
+	} {
+		got, err := DecodeObject([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		ev, rej := Decode(Raw{Subject: "s", Body: []byte(src), Seq: 1}, 0)
+		if rej != nil {
+			t.Fatalf("%q: %v", src, rej)
+		}
+		if !reflect.DeepEqual(got, ev.Data) {
+			t.Fatalf("%q: DecodeObject %#v, event data %#v", src, got, ev.Data)
+		}
+	}
+	for _, src := range []string{``, `{`, `{"a":1} {"b":2}`, `[1]x`} {
+		if m, err := DecodeObject([]byte(src)); err == nil {
+			t.Errorf("%q: decoded to %v, want an error", src, m)
+		}
+	}
+}

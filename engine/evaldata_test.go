@@ -60,3 +60,34 @@ func TestRulesOfOneEventSeeTheirOwnCustomer(t *testing.T) {
 		"e-internal-sees-the-entity c-gold sent",
 	})
 }
+
+// An entity read back from the store holds the numbers an event decodes
+// to: a total of 1234567 prints the same in a template before and after a
+// restart (stored state decoded with encoding/json printed
+// 1.234567e+06).
+func TestStoredStateKeepsItsNumbers(t *testing.T) {
+	const totalRule = `
+rules:
+  - name: total
+    on: shipments.eta_updated
+    entity: order
+    notify: { to: order.customer_id, template: t }
+    dedup: { key: order.order_id + "/" + event.eta }
+templates:
+  t:
+    en: { body: "total {{ .order.total }}, {{ .order.share }}, {{ .order.n }}" }
+`
+	h := newHarness(t, totalRule, baseConfig)
+	h.customer("c-1", map[string]any{"email": "a@x"})
+	o := order("o-1", "c-1")
+	o["total"], o["share"], o["n"] = 1234567, 0.25, 3
+	h.emit("orders.created", o)
+	h.emit("shipments.eta_updated", eta("o-1", "2026-11-22T12:00:00Z"))
+	h.restart()
+	h.emit("shipments.eta_updated", eta("o-1", "2026-11-23T12:00:00Z"))
+	var bodies []string
+	for _, s := range h.sent() {
+		bodies = append(bodies, s.n.Body)
+	}
+	eq(t, "bodies", bodies, []string{"total 1234567, 0.25, 3", "total 1234567, 0.25, 3"})
+}
