@@ -98,10 +98,10 @@ type Engine struct {
 	msgEnv   map[string]any
 	// msgOf is the event msgEnv holds: set once per event, not once per
 	// rule (each set boxes three values).
-	msgOf    *event.Event
+	msgOf *event.Event
 	// bound is what bindEnv last bound env to (see bindEnv); holding the
 	// pointers keeps them from being reused for another event or entity.
-	bound boundEnv
+	bound    boundEnv
 	cur      *batch // the transaction in progress
 	lastSeq  uint64
 	channels map[string]policy.ChannelInfo
