@@ -543,7 +543,7 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 	return b, cust, nil
 }
 
-// boundEnv is the evaluation env is bound to.
+// boundEnv names what env is bound to: the rule set, event and entity.
 type boundEnv struct {
 	set *rules.Set
 	ev  *event.Event
@@ -553,7 +553,7 @@ type boundEnv struct {
 // bindEnv points the shared environment at this evaluation's data. The
 // rules of one event and entity share a binding: only the customer, which
 // each rule resolves itself, is reset (binding every variable for each of
-// an event's rules was a tenth of its evaluation).
+// an event's rules was a sixth of its evaluation).
 func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[string]any) {
 	set := e.set.Load()
 	b := boundEnv{set: set, ev: ev, ent: ent}
