@@ -501,7 +501,7 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 		}
 		e.obs.Evaluated(r.Name, fired, err != nil)
 	}()
-	e.bindEnv(r, ent, ev, nil)
+	e.bindEnv(ent, ev)
 	e.currentCustomer = ""
 	// A condition that does not read the customer is checked first: a
 	// rule that does not fire then costs one program run. (Rules with for:
@@ -554,12 +554,12 @@ type boundEnv struct {
 // rules of one event and entity share a binding: only the customer, which
 // each rule resolves itself, is reset (binding every variable for each of
 // an event's rules was a sixth of its evaluation).
-func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[string]any) {
-	set := e.set.Load()
-	b := boundEnv{set: set, ev: ev, ent: ent}
+func (e *Engine) bindEnv(ent *entity, ev *event.Event) {
+	b := boundEnv{set: e.set.Load(), ev: ev, ent: ent}
 	// An entity without state is bound to a fresh empty map, which a merge
 	// would not update: bound again each time.
-	if b == e.bound && ev != nil && (ent == nil || ent.state != nil) && extra == nil {
+	shareable := ev != nil && (ent == nil || ent.state != nil)
+	if shareable && b == e.bound {
 		e.env[rules.EnvCustomer] = map[string]any(nil)
 		if ent != nil {
 			e.env[ent.typ] = ent.state // the customer, when that is the entity
@@ -567,10 +567,10 @@ func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[
 		return
 	}
 	e.bound = boundEnv{}
-	if ev != nil && (ent == nil || ent.state != nil) && extra == nil {
+	if shareable {
 		e.bound = b
 	}
-	for name := range set.Entities {
+	for name := range b.set.Entities {
 		e.env[name] = map[string]any(nil)
 	}
 	e.env[rules.EnvCustomer] = map[string]any(nil)
@@ -584,9 +584,6 @@ func (e *Engine) bindEnv(r *rules.Rule, ent *entity, ev *event.Event, extra map[
 	}
 	if ent != nil {
 		e.env[ent.typ] = ent.stateOrEmpty()
-	}
-	for k, v := range extra {
-		e.env[k] = v
 	}
 }
 

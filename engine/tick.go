@@ -266,7 +266,7 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 	}
 	var hints []hint
 	if len(r.Where) > 0 {
-		e.bindEnv(r, nil, ev, nil)
+		e.bindEnv(nil, ev)
 		for _, w := range r.Where {
 			v, err := e.runSafe(w.Value)
 			if err != nil {

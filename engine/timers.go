@@ -83,7 +83,7 @@ func (e *Engine) arm(ctx context.Context, r *rules.Rule, ent *entity, ev *event.
 	}
 	var deadline time.Time
 	if r.Deadline != nil {
-		e.bindEnv(r, ent, ev, nil)
+		e.bindEnv(ent, ev)
 		out, err := e.runSafe(r.Deadline)
 		if err == nil {
 			deadline, err = asTime(out)
@@ -236,7 +236,7 @@ func (e *Engine) promiseDue(ctx context.Context, r *rules.Rule, ent *entity, t d
 	if pt.Event != nil {
 		ev = pt.Event.event()
 	}
-	e.bindEnv(r, ent, ev, nil)
+	e.bindEnv(ent, ev)
 	var cust *entity
 	if pt.Customer != "" {
 		c, err := e.load(ctx, rules.EnvCustomer, pt.Customer)

@@ -87,19 +87,12 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 		}
 		return nil, &Rejection{ReasonNotJSON, "body is not JSON"}
 	}
-	data, ok := fastObject(body)
-	if !ok {
-		// Not plain well-formed JSON: encoding/json decides, and words
-		// the rejection.
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&data); err != nil {
-			return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
-		}
-		if trailing(dec, body) {
-			return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
-		}
-		normalize(data)
+	data, err := DecodeObject(body)
+	switch {
+	case errors.Is(err, errTrailing):
+		return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
+	case err != nil:
+		return nil, &Rejection{ReasonNotJSON, "body is not JSON: " + err.Error()}
 	}
 	ev := &Event{Subject: m.Subject, Seq: m.Seq, Time: m.Time.UTC()}
 	if m.CE != nil {
@@ -215,6 +208,9 @@ func Normalize(v any) any { return normalize(v) }
 // a float64, so a total of 1234567 read back after a restart printed as
 // 1.234567e+06 in a template, and it cost several times more (a third of
 // an entity load from SQLite).
+//
+// Plain well-formed JSON takes the fast parser; anything else, encoding/json
+// decides, and its error words the failure.
 func DecodeObject(b []byte) (map[string]any, error) {
 	if m, ok := fastObject(b); ok {
 		return m, nil
@@ -226,11 +222,14 @@ func DecodeObject(b []byte) (map[string]any, error) {
 		return nil, err
 	}
 	if trailing(dec, b) {
-		return nil, errors.New("data after the JSON object")
+		return nil, errTrailing
 	}
 	normalize(m)
 	return m, nil
 }
+
+// errTrailing is DecodeObject's error for data after the object.
+var errTrailing = errors.New("data after the JSON object")
 
 func kindOf(b byte) string {
 	switch b {
