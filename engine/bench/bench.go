@@ -84,6 +84,11 @@ type Options struct {
 	// Trace, if set, receives an execution trace (go tool trace) of the
 	// engine draining the backlog: where its goroutine waits.
 	Trace string
+	// MemProfile, if set, receives the allocations of the engine draining
+	// the backlog: an allocs profile taken at the end of the drain, with
+	// the one taken at its start beside it as MemProfile+".base" (read it
+	// with go tool pprof -sample_index=alloc_space -base FILE.base FILE).
+	MemProfile string
 	// Progress receives progress lines (nil = none).
 	Progress io.Writer
 	// Seed makes the generated world reproducible (default 1).
@@ -605,6 +610,9 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	}
 	r.d = d
 	cpu0 := processCPU()
+	if err := writeAllocs(r.o.MemProfile, ".base"); err != nil {
+		return err
+	}
 	stopTrace, err := recordTo(r.o.Trace, "trace", trace.Start, trace.Stop)
 	if err != nil {
 		return err
@@ -615,6 +623,9 @@ func (r *runner) engine(ctx context.Context, rep *Report) error {
 	stopTrace()
 	stopProfile()
 	if err != nil {
+		return err
+	}
+	if err := writeAllocs(r.o.MemProfile, ""); err != nil {
 		return err
 	}
 	r.commits.mu.Lock()
@@ -677,6 +688,23 @@ func recordTo(path, what string, start func(io.Writer) error, stop func()) (func
 		stop()
 		f.Close()
 	}), nil
+}
+
+// writeAllocs writes the allocs profile so far to path+suffix (nothing
+// without a path).
+func writeAllocs(path, suffix string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path + suffix)
+	if err != nil {
+		return fmt.Errorf("bench: memory profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("bench: memory profile: %w", err)
+	}
+	return f.Close()
 }
 
 func (r *runner) outboxRows(ctx context.Context) (int, error) {
