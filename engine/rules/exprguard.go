@@ -46,9 +46,22 @@ const (
 )
 
 // ExprOptions are the options every rule expression is compiled with
-// besides expr.AsBool: the environment, the node cap and the size guards.
-// Tests and benchmarks use them to compile exactly as the loader does.
+// besides expr.AsBool: the environment, the node cap, the size guards and
+// the fast paths (exprfast.go). Tests and benchmarks use them to compile
+// exactly as the loader does.
 func ExprOptions(env map[string]any) []expr.Option {
+	return append(baseOptions(env), expr.Patch(newFastPaths(env)), expr.Patch(concatGuard{}))
+}
+
+// exprOptions are ExprOptions without the fast paths, which give the same
+// results; the tests compare the two.
+func exprOptions(env map[string]any) []expr.Option {
+	return append(baseOptions(env), expr.Patch(concatGuard{}))
+}
+
+// baseOptions are the environment, the node cap and the guarded builtins,
+// without any patch: what an expression is checked with (compileExpr).
+func baseOptions(env map[string]any) []expr.Option {
 	return []expr.Option{
 		expr.Env(env),
 		expr.MaxNodes(MaxExprNodes),
@@ -64,7 +77,6 @@ func ExprOptions(env map[string]any) []expr.Option {
 			}
 			return a[0], nil
 		}, new(func(any) any)),
-		expr.Patch(concatGuard{}),
 	}
 }
 
@@ -188,9 +200,19 @@ func compileExpr(src string, env map[string]any, asBool bool) (*vm.Program, erro
 	if len(src) > MaxExprSource {
 		return nil, fmt.Errorf("expression is %d bytes, the limit is %d", len(src), MaxExprSource)
 	}
+	// Checked without patches first: expr keeps the type its check pass
+	// before a patch gave a node and skips that node's arguments in the
+	// final check, so with a patch an unknown name inside a call compiled
+	// (`count_sent(evnt, "x") > 1`, `upper(evnt) + "x"`). This check
+	// reports it.
+	check := baseOptions(env)
 	opts := ExprOptions(env)
 	if asBool {
+		check = append(check, expr.AsBool())
 		opts = append(opts, expr.AsBool())
+	}
+	if _, err := expr.Compile(src, check...); err != nil {
+		return nil, err
 	}
 	p, err := expr.Compile(src, opts...)
 	if err != nil {

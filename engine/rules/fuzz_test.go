@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"github.com/expr-lang/expr"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,6 +147,15 @@ func FuzzExpr(f *testing.F) {
 		if err != nil {
 			if p, err = compileExpr(src, env, false); err != nil {
 				return
+			}
+		}
+		// An expression that passes the check compiles with the fast
+		// paths (exprfast.go) too.
+		if len(src) <= MaxExprSource {
+			if _, err := expr.Compile(src, baseOptions(env)...); err == nil {
+				if _, err := expr.Compile(src, ExprOptions(env)...); err != nil {
+					t.Fatalf("checks, but does not compile with the fast paths: %v", err)
+				}
 			}
 		}
 		data := fuzzData(big, 1<<40, 8)
