@@ -139,6 +139,10 @@ type Engine struct {
 	// ids: "never seen" lets the batch queue their insert on its pipe
 	// without waiting for the row count.
 	idemKeys, seenKeys *keyFilter
+	// keys shares field names and short values among decoded events and
+	// loaded states (event.Interner): Decode runs on the consumer's
+	// goroutine, loads on the engine's.
+	keys *event.Interner
 }
 
 // New opens the engine on a store.
@@ -167,6 +171,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		dedupMemo:    newMemo[[2]string, dedupVal](memoSize, nil),
 		contactMemo:  newMemo[string, bool](memoSize, nil),
 		decisionRows: store.InsertDecisions(),
+		keys:         event.NewInterner(),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)

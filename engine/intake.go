@@ -20,7 +20,7 @@ func (e *Engine) Accept(raw event.Raw) (any, *event.Rejection) {
 // (jsintake.Decoder): the intake runs it as messages are delivered, beside
 // the batch being committed.
 func (e *Engine) Decode(raw event.Raw) (any, *event.Rejection) {
-	ev, rej := event.Decode(raw, e.cfg.Intake.MaxEventBytes)
+	ev, rej := event.DecodeWith(raw, e.cfg.Intake.MaxEventBytes, e.keys)
 	if rej != nil {
 		return nil, rej
 	}

@@ -69,7 +69,7 @@ func (e *Engine) load(ctx context.Context, typ, key string) (*entity, error) {
 	case err != nil:
 		return nil, fmt.Errorf("load %s:%s: %w", typ, key, err)
 	default:
-		st, err := event.DecodeObject(raw)
+		st, err := event.DecodeObjectWith(raw, e.keys)
 		if err != nil {
 			return nil, fmt.Errorf("load %s:%s: corrupt state: %w", typ, key, err)
 		}

@@ -337,7 +337,7 @@ func (e *Engine) fanoutStep(ctx context.Context) (bool, error) {
 			continue
 		}
 		en := &entity{typ: etype, key: key, created: store.FromMillis(c), updated: store.FromMillis(u)}
-		st, err := event.DecodeObject(state)
+		st, err := event.DecodeObjectWith(state, e.keys)
 		if err != nil {
 			continue
 		}

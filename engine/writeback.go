@@ -284,7 +284,7 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 	if !e.rebuildPending || raw.Seq > e.lastSeq || raw.Seq <= min(e.stateSeq, e.journalSeq) {
 		return nil
 	}
-	ev, rej := event.Decode(raw, e.cfg.Intake.MaxEventBytes)
+	ev, rej := event.DecodeWith(raw, e.cfg.Intake.MaxEventBytes, e.keys)
 	if rej != nil {
 		return nil // it was dead-lettered
 	}

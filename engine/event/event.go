@@ -73,7 +73,11 @@ type CEHeaders struct {
 }
 
 // Decode turns a raw message into an Event.
-func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
+func Decode(m Raw, maxBytes int) (*Event, *Rejection) { return DecodeWith(m, maxBytes, nil) }
+
+// DecodeWith is Decode sharing keys and short values through in (nil: no
+// sharing).
+func DecodeWith(m Raw, maxBytes int, in *Interner) (*Event, *Rejection) {
 	if maxBytes > 0 && len(m.Body) > maxBytes {
 		return nil, &Rejection{ReasonTooLarge, fmt.Sprintf("event is %d bytes, limit is %d (intake.max_event_bytes)", len(m.Body), maxBytes)}
 	}
@@ -87,7 +91,7 @@ func Decode(m Raw, maxBytes int) (*Event, *Rejection) {
 		}
 		return nil, &Rejection{ReasonNotJSON, "body is not JSON"}
 	}
-	data, err := DecodeObject(body)
+	data, err := DecodeObjectWith(body, in)
 	switch {
 	case errors.Is(err, errTrailing):
 		return nil, &Rejection{ReasonNotJSON, "body has data after the JSON object"}
@@ -211,8 +215,12 @@ func Normalize(v any) any { return normalize(v) }
 //
 // Plain well-formed JSON takes the fast parser; anything else, encoding/json
 // decides, and its error words the failure.
-func DecodeObject(b []byte) (map[string]any, error) {
-	if m, ok := fastObject(b); ok {
+func DecodeObject(b []byte) (map[string]any, error) { return DecodeObjectWith(b, nil) }
+
+// DecodeObjectWith is DecodeObject sharing keys and short values through
+// in (nil: no sharing).
+func DecodeObjectWith(b []byte, in *Interner) (map[string]any, error) {
+	if m, ok := fastObject(b, in); ok {
 		return m, nil
 	}
 	var m map[string]any

@@ -15,8 +15,12 @@ import (
 // encoding/json (a syntax error, trailing data, deep nesting) it reports
 // ok=false and Decode runs the encoding/json path, so rejections and their
 // messages are unchanged. FuzzFastObject checks the two agree.
-func fastObject(b []byte) (m map[string]any, ok bool) {
-	p := fastParser{b: b}
+func fastObject(b []byte, in *Interner) (m map[string]any, ok bool) {
+	if in != nil {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+	}
+	p := fastParser{b: b, in: in}
 	p.ws()
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		return nil, false
@@ -41,6 +45,9 @@ const maxDepth = 10000
 type fastParser struct {
 	b []byte
 	i int
+	// in, if set, shares keys and short values among objects (intern.go);
+	// the caller holds its lock.
+	in *Interner
 }
 
 func (p *fastParser) ws() {
@@ -70,7 +77,7 @@ func (p *fastParser) object(depth int) (map[string]any, bool) {
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
 			return nil, false
 		}
-		k, ok := p.str()
+		k, ok := p.key()
 		if !ok {
 			return nil, false
 		}
@@ -142,6 +149,11 @@ func (p *fastParser) value(depth int) (any, bool) {
 	}
 	switch c := p.b[p.i]; {
 	case c == '"':
+		if p.in != nil {
+			if b, ok := p.plain(); ok {
+				return p.in.value(b), true
+			}
+		}
 		return p.str()
 	case c == '{':
 		return p.object(depth)
@@ -165,6 +177,33 @@ func (p *fastParser) lit(s string) bool {
 	}
 	p.i += len(s)
 	return true
+}
+
+// key parses an object's key at p.i, shared through the interner when
+// there is one.
+func (p *fastParser) key() (string, bool) {
+	if p.in != nil {
+		if b, ok := p.plain(); ok {
+			return p.in.key(b), true
+		}
+	}
+	return p.str()
+}
+
+// plain returns the bytes of the string at p.i and moves past it if it is
+// plain ASCII without escapes; otherwise it moves nothing and says no.
+func (p *fastParser) plain() ([]byte, bool) {
+	for j := p.i + 1; j < len(p.b); j++ {
+		switch c := p.b[j]; {
+		case c == '"':
+			s := p.b[p.i+1 : j]
+			p.i = j + 1
+			return s, true
+		case c == '\\' || c < 0x20 || c >= utf8.RuneSelf:
+			return nil, false
+		}
+	}
+	return nil, false
 }
 
 // str parses the string at p.i. Plain ASCII without escapes (almost every

@@ -3,8 +3,11 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // slowObject is the reference: encoding/json with UseNumber, normalized,
@@ -38,20 +41,29 @@ var fastSeeds = []string{
 }
 
 func TestFastObjectMatchesEncodingJSON(t *testing.T) {
+	in := NewInterner()
 	for _, s := range fastSeeds {
-		checkFast(t, []byte(s))
+		checkFast(t, []byte(s), in)
 	}
 }
 
-func checkFast(t *testing.T, b []byte) {
+// checkFast checks b without an interner and with in, which the caller
+// shares among its checks as an intake does among its events.
+func checkFast(t *testing.T, b []byte, in *Interner) {
 	t.Helper()
-	got, ok := fastObject(b)
+	checkFastWith(t, b, nil)
+	checkFastWith(t, b, in)
+}
+
+func checkFastWith(t *testing.T, b []byte, in *Interner) {
+	t.Helper()
+	got, ok := fastObject(b, in)
 	want, wantOK := slowObject(b)
 	if ok && !wantOK {
 		t.Fatalf("fast path accepted %q, encoding/json rejects it", b)
 	}
 	if ok && !reflect.DeepEqual(got, want) {
-		t.Fatalf("fast path decoded %q as\n%#v\nencoding/json as\n%#v", b, got, want)
+		t.Fatalf("fast path (interner %v) decoded %q as\n%#v\nencoding/json as\n%#v", in != nil, b, got, want)
 	}
 }
 
@@ -62,14 +74,15 @@ func FuzzFastObject(f *testing.F) {
 	for _, s := range fastSeeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b) })
+	in := NewInterner()
+	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b, in) })
 }
 
 // TestFastObjectCommonCaseTaken: the events producers send do take the
 // fast path (or it would silently never help).
 func TestFastObjectCommonCaseTaken(t *testing.T) {
 	for _, s := range []string{benchBody, `{"order_id":"o-1","total":50000,"skus":["a","b"],"nested":{"x":1.5}}`} {
-		if _, ok := fastObject([]byte(s)); !ok {
+		if _, ok := fastObject([]byte(s), nil); !ok {
 			t.Errorf("fast path declined %s", s)
 		}
 	}
@@ -99,5 +112,45 @@ func TestDecodeObjectIsEventData(t *testing.T) {
 		if m, err := DecodeObject([]byte(src)); err == nil {
 			t.Errorf("%q: decoded to %v, want an error", src, m)
 		}
+	}
+}
+
+// TestInternerSharesAndIsBounded: two events share their keys and short
+// values (no new strings), long values are not kept, and a stream of
+// unique keys and values never grows the maps past their bound.
+func TestInternerSharesAndIsBounded(t *testing.T) {
+	in := NewInterner()
+	long := strings.Repeat("x", internValueLen+1)
+	a, err := DecodeObjectWith([]byte(`{"status":"in_transit","note":"`+long+`"}`), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeObjectWith([]byte(`{"status":"in_transit","note":"`+long+`"}`), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := a["status"].(string), b["status"].(string)
+	if unsafe.StringData(sa) != unsafe.StringData(sb) {
+		t.Error("a repeated short value is a new string")
+	}
+	if _, ok := in.vals[long]; ok {
+		t.Error("a long value was kept")
+	}
+	for k := range b {
+		if shared, ok := in.keys[k]; !ok || unsafe.StringData(shared) != unsafe.StringData(k) {
+			t.Errorf("key %q is not the shared one", k)
+		}
+	}
+	for i := range 3 * internMax {
+		if _, err := DecodeObjectWith(fmt.Appendf(nil, `{"k%d":"v%d"}`, i, i), in); err != nil {
+			t.Fatal(err)
+		}
+		if len(in.keys) > internMax || len(in.vals) > internMax {
+			t.Fatalf("after %d unique keys: %d keys, %d values kept", i+1, len(in.keys), len(in.vals))
+		}
+	}
+	// Still right after starting over.
+	if m, err := DecodeObjectWith([]byte(`{"k1":"v1"}`), in); err != nil || m["k1"] != "v1" {
+		t.Fatalf("%v %v", m, err)
 	}
 }
