@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,10 +44,15 @@ func setMeta(t *testing.T, st *Store, k string, v uint64) {
 // journalCount counts the journal rows readers see, per sequence.
 func journalCount(t *testing.T, db *sql.DB) (rows int, distinct int) {
 	t.Helper()
-	if err := db.QueryRow(`SELECT count(*), count(DISTINCT seq) FROM journal`).Scan(&rows, &distinct); err != nil {
+	all, err := JournalAll(context.Background(), db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return rows, distinct
+	seqs := map[uint64]bool{}
+	for _, r := range all {
+		seqs[r.Seq] = true
+	}
+	return len(all), len(seqs)
 }
 
 // TestJournalFileWritesRowsAndPosition: rows handed to the journal land in
@@ -77,8 +83,13 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 		t.Fatalf("readers see %d rows (%d sequences), want 300", n, d)
 	}
 	var tables int
-	if err := st.W.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
+	if err := st.W.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name LIKE 'journal%'`).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("main file has a journal table (%d, %v)", tables, err)
+	}
+	// Written in chunks: few rows of journal_chunks for 300 events.
+	var chunks int
+	if err := st.R.QueryRow(`SELECT count(*) FROM journal_chunks`).Scan(&chunks); err != nil || chunks == 0 || chunks > 300/10 {
+		t.Fatalf("300 rows in %d chunks (%v)", chunks, err)
 	}
 	// A read-only opener (proactived explain) sees it too.
 	ro := OpenReader(path, 1)
@@ -165,7 +176,7 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, s := range append(append([]string{}, journalSchema...),
+				for _, s := range append(append([]string{}, journalSchema...), legacyJournalTable(""),
 					`ATTACH DATABASE '`+path+`' AS old`,
 					`INSERT INTO main.journal (seq, at, etype, ekey, subject, msg_id, data) SELECT seq, at, etype, ekey, subject, msg_id, data FROM old.journal`,
 					`INSERT INTO main.meta (k, v) VALUES ('journal_seq', '40'), ('moved', '1')`) {
@@ -189,6 +200,14 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 			var tables int
 			if err := st.W.QueryRow(`SELECT count(*) FROM main.sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
 				t.Fatalf("old journal table still in the main file (%d, %v)", tables, err)
+			}
+			// … and converted to chunks in the journal file.
+			if err := st.Journal.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('journal', 'journal_by_entity')`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("row tables still in the journal file (%d, %v)", tables, err)
+			}
+			got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100)
+			if err != nil || len(got) != 14 || got[0].Seq != 40 || got[13].Seq != 1 {
+				t.Fatalf("o-1's moved rows: %d (%v)", len(got), err)
 			}
 		})
 	}
@@ -254,9 +273,36 @@ func TestJournalWriteFailureIsRetried(t *testing.T) {
 	}
 }
 
+// journalPurge is the retention purge docs/security.md gives for the
+// journal file, as it is written there.
+func journalPurge(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), `sqlite3 data/proactived.journal.db "`)
+	sqlText, _, ok2 := strings.Cut(rest, `"`)
+	if !ok || !ok2 {
+		t.Fatal("docs/security.md: no purge of the journal file")
+	}
+	var stmts []string
+	for _, q := range strings.Split(sqlText, ";") {
+		if q = strings.TrimSpace(q); q != "" {
+			stmts = append(stmts, q)
+		}
+	}
+	if len(stmts) == 0 || !strings.Contains(stmts[0], "journal_chunks") {
+		t.Fatalf("docs/security.md: journal purge %q", stmts)
+	}
+	return stmts
+}
+
 // TestJournalPurgeBesideTheWriter: the retention purge docs/security.md
-// gives for the journal file runs while the daemon writes it, and the
-// writer goes on after it.
+// gives for the journal file runs while the daemon writes it, deletes the
+// chunks whose events are all older than the limit and their look-up
+// entries, and the writer goes on after it. A reader meanwhile takes a
+// look-up entry whose chunk is gone for none.
 func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
 	st, path := openAhead(t)
@@ -265,9 +311,13 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	for i := range recent {
 		recent[i].At = time.Now().UnixMilli()
 	}
+	// Two writes: two chunks, one old, one recent.
 	st.Journal.Append(old, 50)
-	st.Journal.Append(recent, 100)
 	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(recent, 100)
+	if err := st.Journal.SyncIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ops, err := sql.Open("sqlite3", "file:"+JournalPath(path)+"?_busy_timeout=10000")
@@ -275,19 +325,33 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	if _, err := ops.Exec(`DELETE FROM journal   WHERE at < (strftime('%s','now','-90 days') * 1000);`); err != nil {
+	purge := journalPurge(t)
+	// The chunks alone first: the look-up still names the old one.
+	if _, err := ops.Exec(purge[0]); err != nil {
 		t.Fatal(err)
+	}
+	if got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100); err != nil || len(got) != 7 || got[6].Seq < 51 {
+		t.Fatalf("o-1 after the purge: %d rows (%v), want its 7 recent ones", len(got), err)
+	}
+	for _, q := range purge[1:] {
+		if _, err := ops.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stale int
+	if err := ops.QueryRow(`SELECT count(*) FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`).Scan(&stale); err != nil || stale != 0 {
+		t.Fatalf("%d look-up entries name purged chunks (%v)", stale, err)
 	}
 	st.Journal.Append(journalRows(101, 10), 110)
 	if err := st.Journal.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var n, min int
-	if err := st.R.QueryRow(`SELECT count(*), min(seq) FROM journal`).Scan(&n, &min); err != nil {
+	all, err := JournalAll(ctx, st.R)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 60 || min != 51 {
-		t.Fatalf("after the purge: %d rows from seq %d, want 60 from 51", n, min)
+	if len(all) != 60 || all[0].Seq != 51 {
+		t.Fatalf("after the purge: %d rows, the first %+v, want 60 from seq 51", len(all), all[0])
 	}
 }
 
