@@ -130,7 +130,8 @@ type Journal struct {
 	// The writer goroutine's own (run, write, index).
 	enc chunkEncoder
 	// pend is the look-up entries of the chunks this process committed
-	// and the look-up does not cover yet; sorted is scratch.
+	// (and, during a write, of its chunks) that the look-up does not
+	// cover yet; sorted is scratch.
 	pend, sorted []chunkPair
 	lw           lookupWriter
 	// fileEnd is the newest chunk at the start: the chunks above it are
@@ -588,12 +589,11 @@ func (j *Journal) run(ctx context.Context) {
 // to date when its time has come, and records the progress.
 func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	ctx := context.Background() // a write is short and never abandoned half-way
-	mark := len(j.pend)
 	upto, ixAt, newest, tookPend, err := j.writeTx(ctx, rows, through)
 	if err != nil {
-		// The rows are written again, as other chunks.
-		clear(j.pend[mark:])
-		j.pend = j.pend[:mark]
+		// The rows are written again, as other chunks: the entries of the
+		// chunks rolled back go (the look-up may have sorted pend).
+		j.pend = slices.DeleteFunc(j.pend, func(p chunkPair) bool { return p.chunk > j.lastChunk })
 		return err
 	}
 	j.lastChunk = max(j.lastChunk, newest)
@@ -707,8 +707,7 @@ func (j *Journal) index(ctx context.Context, tx *sql.Tx, newest int64) (int64, t
 	if newest <= upto {
 		return upto, now, false, nil
 	}
-	j.sorted = append(j.sorted[:0], j.pend...)
-	if err := j.lw.put(ctx, tx, j.sorted, newest); err != nil {
+	if err := j.lw.put(ctx, tx, j.pend, newest); err != nil {
 		return 0, time.Time{}, false, fmt.Errorf("journal: index: %w", err)
 	}
 	return newest, now, true, nil
@@ -724,9 +723,10 @@ func newLookupWriter() lookupWriter {
 	return lookupWriter{ins: NewBulk(`INSERT OR IGNORE INTO journal_chunk_entity (etype, ekey, chunk) VALUES %s`, 3)}
 }
 
-// put writes the entries in pairs, in key order (it sorts pairs), and
-// the position upto. Key order makes the cursor move forward through the
-// B-tree's pages, each written once.
+// put writes the entries in pairs, in key order (it sorts pairs in
+// place), and the position upto. Key order makes the cursor move forward
+// through the B-tree's pages, each written once. The values go in
+// statements of pairsPerStmt entries: a small argument list, reused.
 func (w *lookupWriter) put(ctx context.Context, tx *sql.Tx, pairs []chunkPair, upto int64) error {
 	slices.SortFunc(pairs, func(a, b chunkPair) int {
 		if c := strings.Compare(a.etype, b.etype); c != 0 {
@@ -737,21 +737,42 @@ func (w *lookupWriter) put(ctx context.Context, tx *sql.Tx, pairs []chunkPair, u
 		}
 		return cmp.Compare(a.chunk, b.chunk)
 	})
-	pairs = slices.Compact(pairs)
 	args := w.args[:0]
-	for _, p := range pairs {
+	var err error
+	for i := range pairs {
+		if i > 0 && pairs[i] == pairs[i-1] {
+			continue
+		}
+		p := &pairs[i]
 		args = append(args, p.etype, p.ekey, p.chunk)
+		if len(args) == pairsPerStmt*3 {
+			if args, err = w.flush(ctx, tx, args); err != nil {
+				return err
+			}
+		}
 	}
-	err := w.ins.Exec(ctx, tx, args)
-	clear(args) // nothing kept alive until the next update
-	w.args = args[:0]
-	clear(pairs)
-	if err != nil {
+	if args, err = w.flush(ctx, tx, args); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES (?, ?)`, journalIndexKey, upto)
 	return err
 }
+
+// flush writes the entries in args and returns args emptied, keeping
+// nothing alive until the next update.
+func (w *lookupWriter) flush(ctx context.Context, tx *sql.Tx, args []any) ([]any, error) {
+	var err error
+	if len(args) > 0 {
+		err = w.ins.Exec(ctx, tx, args)
+	}
+	clear(args)
+	w.args = args[:0]
+	return w.args, err
+}
+
+// pairsPerStmt is how many look-up entries one statement writes: Bulk's
+// largest statement.
+const pairsPerStmt = 64
 
 // indexDecoded returns the look-up entries of the chunks in (upto, end],
 // decoded, as far as the first chunk that makes journalIndexChunk rows,
@@ -778,8 +799,8 @@ func indexDecoded(ctx context.Context, tx *sql.Tx, upto, end int64, pairs []chun
 				if err != nil || !ok {
 					break
 				}
-				if k := len(pairs); k == 0 || pairs[k-1].chunk != id || !d.row.is(pairs[k-1].etype, pairs[k-1].ekey) {
-					pairs = append(pairs, chunkPair{string(d.row.etype), string(d.row.ekey), id})
+				if k := len(pairs); k == 0 || pairs[k-1].chunk != id || !d.is(pairs[k-1].etype, pairs[k-1].ekey) {
+					pairs = append(pairs, chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id})
 				}
 				n++
 			}

@@ -279,3 +279,44 @@ func TestJournalLookupBuiltForChunksOfAnEarlierRun(t *testing.T) {
 	}
 	checkJournal(t, st.R)
 }
+
+// BenchmarkJournalEvents: explain's read of an entity's newest 500
+// events (DefaultLimit) when each is in a chunk of its own, among full
+// chunks of other entities' events: the worst case of chunks for a reader.
+// Per read.
+func BenchmarkJournalEvents(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "p.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.W.Exec(`INSERT OR REPLACE INTO meta (k, v) VALUES ('last_seq', ?)`, fmt.Sprint(uint64(1)<<40)); err != nil {
+		b.Fatal(err)
+	}
+	seq := 0
+	for range 501 {
+		rows := journalRows(seq+1, journalChunkRows)
+		for i := range rows {
+			rows[i].Ekey = fmt.Sprint("o-", (seq+i)*7919%4000)
+			rows[i].Data = []byte(`{"order_id":"o-1","eta":"2026-11-23T12:00:00Z","carrier":"dhl","status":"in_transit"}`)
+		}
+		rows[journalChunkRows/2].Ekey = "hot"
+		seq += len(rows)
+		st.Journal.Append(rows, uint64(seq))
+		if err := st.Journal.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := st.Journal.SyncIndex(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		got, more, err := JournalEvents(ctx, st.R, "order", "hot", 500)
+		if err != nil || len(got) != 500 || !more {
+			b.Fatalf("%d rows, more %v (%v)", len(got), more, err)
+		}
+	}
+}

@@ -115,9 +115,8 @@ func chunkEvents(ctx context.Context, db *sql.DB, etype, ekey string, want int, 
 			if !ok {
 				break
 			}
-			if r := &d.row; r.is(etype, ekey) {
-				out = append(out, JournalRow{Seq: r.seq, At: r.at, Etype: etype, Ekey: ekey,
-					Subject: string(r.subject), MsgID: string(r.msgID), Data: slices.Clone(r.data)})
+			if d.is(etype, ekey) {
+				out = append(out, d.keepAs(etype, ekey))
 			}
 		}
 		slices.Reverse(out[from:]) // a chunk's rows are oldest first
@@ -237,7 +236,7 @@ func VerifyJournalLookup(ctx context.Context, db *sql.DB) (upto, newest int64, e
 			if !ok {
 				break
 			}
-			held[chunkPair{string(d.row.etype), string(d.row.ekey), id}] = true
+			held[chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id}] = true
 		}
 	}
 	if err := rs.Err(); err != nil {
