@@ -273,18 +273,22 @@ func TestJournalWriteFailureIsRetried(t *testing.T) {
 	}
 }
 
-// journalPurge is the retention purge docs/security.md gives for the
-// journal file, as it is written there.
-func journalPurge(t *testing.T) []string {
+// journalSQL is the nth (from 0) SQL docs/security.md gives for the
+// journal file, as it is written there: 0, the retention purge; 1, the
+// erasure of an entity's events.
+func journalSQL(t *testing.T, nth int) []string {
 	t.Helper()
 	doc, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), `sqlite3 data/proactived.journal.db "`)
-	sqlText, _, ok2 := strings.Cut(rest, `"`)
-	if !ok || !ok2 {
-		t.Fatal("docs/security.md: no purge of the journal file")
+	blocks := strings.Split(string(doc), `sqlite3 data/proactived.journal.db "`)
+	if len(blocks) < nth+2 {
+		t.Fatalf("docs/security.md: %d SQL blocks for the journal file, want %d", len(blocks)-1, nth+1)
+	}
+	sqlText, _, ok := strings.Cut(blocks[nth+1], `"`)
+	if !ok {
+		t.Fatal("docs/security.md: an unterminated SQL block for the journal file")
 	}
 	var stmts []string
 	for _, q := range strings.Split(sqlText, ";") {
@@ -293,7 +297,7 @@ func journalPurge(t *testing.T) []string {
 		}
 	}
 	if len(stmts) == 0 || !strings.Contains(stmts[0], "journal_chunks") {
-		t.Fatalf("docs/security.md: journal purge %q", stmts)
+		t.Fatalf("docs/security.md: journal SQL %q", stmts)
 	}
 	return stmts
 }
@@ -325,7 +329,7 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	purge := journalPurge(t)
+	purge := journalSQL(t, 0)
 	// The chunks alone first: the look-up still names the old one.
 	if _, err := ops.Exec(purge[0]); err != nil {
 		t.Fatal(err)
@@ -351,7 +355,58 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(all) != 60 || all[0].Seq != 51 {
-		t.Fatalf("after the purge: %d rows, the first %+v, want 60 from seq 51", len(all), all[0])
+		t.Fatalf("after the purge: %d rows, want 60 from seq 51", len(all))
+	}
+}
+
+// TestJournalEraseOfAnEntity: the erasure docs/security.md gives for one
+// entity's events (a GDPR request) removes every one of them, indexed or
+// not yet, with the chunks that hold them, and leaves the others' chunks.
+func TestJournalEraseOfAnEntity(t *testing.T) {
+	ctx := context.Background()
+	st, path := openAhead(t)
+	customer := func(seq uint64) JournalRow {
+		return JournalRow{Seq: seq, At: 1, Etype: "customer", Ekey: "c-1", Subject: "customers.updated", MsgID: "m", Data: []byte(`{"email":"a@x"}`)}
+	}
+	// Three chunks: one with c-1, one without, one with c-1 that the
+	// look-up does not cover yet.
+	st.Journal.Append(append(journalRows(1, 10), customer(11)), 11)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(journalRows(12, 10), 21)
+	if err := st.Journal.SyncIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.mu.Lock()
+	st.Journal.ixEvery = time.Hour
+	st.Journal.mu.Unlock()
+	st.Journal.Append([]JournalRow{customer(22)}, 22)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := JournalEvents(ctx, st.R, "customer", "c-1", 10); err != nil || len(got) != 2 {
+		t.Fatalf("c-1 before the erasure: %d rows (%v)", len(got), err)
+	}
+	ops, err := sql.Open("sqlite3", "file:"+JournalPath(path)+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	for _, q := range journalSQL(t, 1) {
+		if _, err := ops.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := JournalAll(ctx, st.R)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 10 || all[0].Seq != 12 || len(entityRows(all, "customer", "c-1")) != 0 {
+		t.Fatalf("after the erasure: %d rows %+v, want the 10 of the chunk without c-1", len(all), all)
+	}
+	if _, _, err := VerifyJournalLookup(ctx, st.R); err != nil {
+		t.Fatal(err)
 	}
 }
 
