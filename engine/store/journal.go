@@ -692,10 +692,11 @@ func (j *Journal) index(ctx context.Context, tx *sql.Tx, newest int64) (int64, t
 	}
 	if upto < j.fileEnd {
 		to, pairs, err := indexDecoded(ctx, tx, upto, j.fileEnd, j.sorted[:0])
-		j.sorted = pairs
 		if err == nil {
 			err = j.lw.put(ctx, tx, pairs, to)
 		}
+		clear(pairs) // the strings decoded are not kept until the next step
+		j.sorted = pairs[:0]
 		if err != nil {
 			return 0, time.Time{}, false, fmt.Errorf("journal: index: %w", err)
 		}
