@@ -539,8 +539,20 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := explain.Explain(ctx, db, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{}); err != nil {
+	tl, err := explain.Explain(ctx, db, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// It reads what the daemon's own read pool reads, the journal's events
+	// included.
+	same, err := explain.Explain(ctx, w.st.R, explain.Ref{Type: "order", Key: "o-1"}, explain.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(tl)
+	b, _ := json.Marshal(same)
+	if events := strings.Count(string(a), `"kind":"event"`); events == 0 || string(a) != string(b) {
+		t.Errorf("read-only (%d events):\n%s\nthe read pool:\n%s", events, a, b)
 	}
 	// The writer keeps writing while the reader is open, and the reader
 	// sees the commit.

@@ -21,35 +21,21 @@ const inChunk = 500
 // journal returns the newest lim events of an entity, oldest first, and
 // whether older ones were left out.
 func journal(ctx context.Context, db *sql.DB, ref Ref, lim int) ([]Event, bool, error) {
-	in, args := store.JournalOf(ref.Type, ref.Key)
-	rows, err := db.QueryContext(ctx, `SELECT seq, at, subject, msg_id, data FROM journal WHERE `+in+` AND etype = ? AND ekey = ? ORDER BY id DESC LIMIT ?`, append(args, ref.Type, ref.Key, lim+1)...)
+	rows, more, err := store.JournalEvents(ctx, db, ref.Type, ref.Key, lim)
 	if err != nil {
-		return nil, false, fmt.Errorf("journal: %w", err)
+		return nil, false, err
 	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var ev Event
-		var at int64
-		var seq sql.NullInt64
-		var data []byte
-		if err := rows.Scan(&seq, &at, &ev.Subject, &ev.ID, &data); err != nil {
-			return nil, false, fmt.Errorf("journal: %w", err)
+	if len(rows) == 0 {
+		return nil, more, nil // as a query without rows: no events, not an empty list
+	}
+	out := make([]Event, len(rows))
+	for i, r := range rows {
+		ev := Event{At: store.FromMillis(r.At), Seq: r.Seq, Subject: r.Subject, ID: r.MsgID, Entity: ref}
+		if json.Valid(r.Data) {
+			ev.Data = json.RawMessage(r.Data)
 		}
-		ev.At, ev.Seq, ev.Entity = store.FromMillis(at), uint64(max(seq.Int64, 0)), ref
-		if json.Valid(data) {
-			ev.Data = json.RawMessage(data)
-		}
-		out = append(out, ev)
+		out[len(rows)-1-i] = ev // newest first → oldest first
 	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("journal: %w", err)
-	}
-	more := len(out) > lim
-	if more {
-		out = out[:lim]
-	}
-	slices.Reverse(out)
 	return out, more, nil
 }
 

@@ -404,8 +404,8 @@ func (x *DecisionIndex) SetBusyTimeout(ctx context.Context, d time.Duration) err
 }
 
 // A Lookup is one key of a look-up written beside its table: the
-// decisions of an entity, of a customer or of a rule; the journal rows of
-// an entity.
+// decisions of an entity, of a customer or of a rule (and, in a journal
+// file of the version before chunks, the journal rows of an entity).
 type Lookup struct {
 	sql  string // selects the ids
 	args []any

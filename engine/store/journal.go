@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -13,9 +16,9 @@ import (
 // goroutine of its own.
 //
 // The journal is one row per event merged into an entity: the largest
-// table by rows and the one nothing reads while events are processed
-// (only explain). In the main file its inserts and their index pages were
-// a sixth of the engine's time, on the engine's goroutine, and made every
+// data by rows and the one nothing reads while events are processed (only
+// explain). In the main file its inserts and their index pages were a
+// sixth of the engine's time, on the engine's goroutine, and made every
 // other table's pages colder. Like entity state it is derived from the
 // stream alone, so it needs no place in the transaction that acks the
 // events: the engine hands each committed batch's rows to the writer, the
@@ -25,28 +28,50 @@ import (
 // have two write locks, so the journal commits on the other core while the
 // engine commits the next batch.
 //
+// A write stores its rows as chunks (jchunk.go), one row of journal_chunks
+// each, not as a row per event: per row, database/sql, cgo and SQLite's
+// B-tree cost more than encoding it (BENCHMARKS.md). The look-up by entity,
+// journal_chunk_entity, names for each entity the chunks that hold its rows;
+// readers (JournalEvents) decode those chunks plus the ones above the
+// look-up's position and keep the entity's rows.
+//
 // Readers see one database: the read pool attaches the journal file, and
-// an unqualified `journal` names its table.
+// unqualified names find its tables.
 
 // JournalPath is the journal file beside the main database at path:
 // data/proactived.db → data/proactived.journal.db.
 func JournalPath(path string) string { return besidePath(path, "journal") }
 
 // journalSchema is the journal file's schema.
+//
+// Chunk ids are AUTOINCREMENT: SQLite never hands out an id again, not
+// even the newest one's after it was deleted (reconcileJournal, a purge),
+// so the look-up's position always lies below every chunk written later,
+// and a look-up entry left behind by a deleted chunk never names another
+// chunk. (Such an entry would cost a reader no more than a decode: readers
+// keep only the rows of the entity they look for.) min_/max_ are the
+// least and greatest seq and at of the chunk's rows, not its first and
+// last: the rows are in the order they were handed, and a recreated stream
+// or an event's own time need not follow it. data is the last column, so
+// a scan of the others never reads its overflow pages.
 var journalSchema = []string{
 	`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`,
-	`CREATE TABLE IF NOT EXISTS journal (
-		id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
-		etype TEXT NOT NULL, ekey TEXT NOT NULL, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB)`,
-	// The journal's look-up by entity, written once a second in key order
-	// instead of with every write (journalIndexEvery); readers add the rows
-	// above journal_index's 'upto' (JournalOf). Files written before it had
-	// an ordinary index, journal_entity, written with every row.
-	`DROP INDEX IF EXISTS journal_entity`,
-	`CREATE TABLE IF NOT EXISTS journal_by_entity (etype TEXT NOT NULL, ekey TEXT NOT NULL, id INTEGER NOT NULL,
-		PRIMARY KEY (etype, ekey, id)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS journal_chunks (id INTEGER PRIMARY KEY AUTOINCREMENT,
+		min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL, min_at INTEGER NOT NULL, max_at INTEGER NOT NULL,
+		n INTEGER NOT NULL, data BLOB NOT NULL)`,
+	// The look-up by entity: one entry per entity and chunk, written once
+	// a second in key order instead of with every write
+	// (journalIndexEvery); readers add the chunks above its position
+	// (journal_index, journalIndexKey).
+	`CREATE TABLE IF NOT EXISTS journal_chunk_entity (etype TEXT NOT NULL, ekey TEXT NOT NULL, chunk INTEGER NOT NULL,
+		PRIMARY KEY (etype, ekey, chunk)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS journal_index (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID`,
 }
+
+// journalIndexKey is the look-up's position in journal_index: the last
+// chunk id it covers. Files written before chunks had 'upto', a row id of
+// their journal table (journal_upgrade.go).
+const journalIndexKey = "chunks"
 
 // journalAttach is the schema name the readers attach the journal file as.
 const journalAttach = "jrnl"
@@ -70,18 +95,19 @@ const (
 	journalBackoffMin = 50 * time.Millisecond
 	// journalLinger is the least time between two writes while nobody
 	// waits for one: a write then carries the rows of many engine batches
-	// and writes each page of the random-key entity index once for all of
-	// them, instead of once per batch (the writer's commits were half its
-	// time; BENCHMARKS.md, sixth round). Nothing is acked on the journal,
-	// so the delay costs only rows to re-merge after a crash.
+	// in few chunks, and a commit's cost is shared by all of them (the
+	// writer's commits were half its time; BENCHMARKS.md, sixth round).
+	// Nothing is acked on the journal, so the delay costs only rows to
+	// re-merge after a crash.
 	journalLinger = 100 * time.Millisecond
 	// journalIndexEvery is the least time between two updates of the
 	// journal's entity look-up: the random-key B-tree's pages are written
 	// once a second rather than with every write (BENCHMARKS.md, seventh
-	// round); readers scan the rows not indexed yet, about this much.
+	// round); readers decode the chunks not indexed yet, about this much.
 	journalIndexEvery = time.Second
-	// journalIndexChunk bounds the rows one update indexes: a backlog (an
-	// upgraded file) is taken in steps, one per write.
+	// journalIndexChunk bounds the rows an update decodes to index chunks
+	// the writer has not written itself (written before a restart): a
+	// backlog is taken in steps, one per write.
 	journalIndexChunk = 16384
 	journalBackoffMax = 5 * time.Second
 	// journalBusy is how long a journal write waits for a lock held by
@@ -90,11 +116,28 @@ const (
 	journalBusy = 5 * time.Second
 )
 
+// chunkPair is a look-up entry: the entity has rows in the chunk.
+type chunkPair struct {
+	etype, ekey string
+	chunk       int64
+}
+
 // Journal is the journal file and its writer.
 type Journal struct {
 	db   *sql.DB
-	ins  *Bulk
 	path string
+
+	// The writer goroutine's own (run, write, index).
+	enc chunkEncoder
+	// pend is the look-up entries of the chunks this process committed
+	// (and, during a write, of its chunks) that the look-up does not
+	// cover yet; sorted is scratch.
+	pend, sorted []chunkPair
+	lw           lookupWriter
+	// fileEnd is the newest chunk at the start: the chunks above it are
+	// this process's, their entries in pend until indexed; those up to it
+	// are indexed by decoding them. lastChunk is the newest committed.
+	fileEnd, lastChunk int64
 
 	mu      sync.Mutex
 	pending []JournalRow
@@ -103,8 +146,8 @@ type Journal struct {
 	through, durable uint64
 	// handed counts Append calls; written is the last one written.
 	handed, written uint64
-	// ixUpto is the last journal row id the entity look-up covers
-	// (committed); ixAt is when it was last brought up to date.
+	// ixUpto is the last chunk id the entity look-up covers (committed);
+	// ixAt is when it was last brought up to date.
 	ixUpto int64
 	ixAt   time.Time
 	// ixEvery is journalIndexEvery (tests lengthen it).
@@ -121,13 +164,13 @@ type Journal struct {
 }
 
 // openJournal opens (creating if needed) the journal file beside the main
-// database, moves a journal table the main file still has into it, and
-// starts the writer. w is the main file's writer.
+// database, moves a journal table the main file still has into it,
+// converts rows of an older version into chunks, and starts the writer. w
+// is the main file's writer.
 func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) {
 	jpath := JournalPath(path)
-	// 8 MiB of cache: rows append at the table's right edge; only the
-	// entity index takes random keys, and a lingering write touches each of
-	// its pages once.
+	// 8 MiB of cache: chunks append at the table's right edge; only the
+	// entity look-up takes random keys, once a second.
 	db, err := openWriter(jpath, journalBusy, 8192, 16)
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
@@ -142,12 +185,16 @@ func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) 
 		db.Close()
 		return nil, err
 	}
+	if err := convertJournal(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal %s: %w", jpath, err)
+	}
 	seq, err := reconcileJournal(ctx, w, db)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
 	}
-	ixUpto, err := reconcileJournalIndex(ctx, db)
+	ixUpto, last, err := reconcileJournalIndex(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal %s: %w", jpath, err)
@@ -155,15 +202,17 @@ func openJournal(ctx context.Context, w *sql.DB, path string) (*Journal, error) 
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	j := &Journal{
 		db: db, path: jpath,
-		ins:      Insert("journal (seq, at, etype, ekey, subject, msg_id, data)", 7),
-		through:  seq,
-		durable:  seq,
-		ixUpto:   ixUpto,
-		ixEvery:  journalIndexEvery,
-		wake:     make(chan struct{}, 1),
-		progress: make(chan struct{}),
-		cancel:   cancel,
-		done:     make(chan struct{}),
+		lw:        newLookupWriter(),
+		fileEnd:   last,
+		lastChunk: last,
+		through:   seq,
+		durable:   seq,
+		ixUpto:    ixUpto,
+		ixEvery:   journalIndexEvery,
+		wake:      make(chan struct{}, 1),
+		progress:  make(chan struct{}),
+		cancel:    cancel,
+		done:      make(chan struct{}),
 	}
 	go j.run(cctx)
 	j.poke() // index what the look-up does not cover yet
@@ -203,8 +252,11 @@ func moveJournal(ctx context.Context, w *sql.DB, jpath string) (err error) {
 	if copied == 0 {
 		// One transaction in the journal file: the rows, the position and
 		// the mark that the move is done.
+		// The rows go into the journal file's table of the version before
+		// chunks, which convertJournal then converts like that version's.
 		stmts := []string{
 			`BEGIN`,
+			legacyJournalTable("jmove."),
 			`INSERT INTO jmove.journal (seq, at, etype, ekey, subject, msg_id, data) SELECT seq, at, etype, ekey, subject, msg_id, data FROM main.journal ORDER BY id`,
 			`INSERT OR REPLACE INTO jmove.meta (k, v) SELECT 'journal_seq', v FROM main.meta WHERE k = 'journal_seq'`,
 			`INSERT OR REPLACE INTO jmove.meta (k, v) VALUES ('moved', '1')`,
@@ -230,7 +282,7 @@ func moveJournal(ctx context.Context, w *sql.DB, jpath string) (err error) {
 // removed by hand) starts where the consumer is, since the events before
 // it may be gone from the stream; a journal ahead of the consumer (the
 // main file restored from an older backup) forgets the events the intake
-// will process again.
+// will process again (trimJournal).
 func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
 	last, _, err := ReadSeq(ctx, w, "last_seq")
 	if err != nil {
@@ -244,10 +296,10 @@ func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
 	case !ok:
 		seq = last
 	case seq > last:
-		if _, err := j.ExecContext(ctx, `DELETE FROM journal WHERE seq > ?`, last); err != nil {
+		if err := trimJournal(ctx, j, last); err != nil {
 			return 0, err
 		}
-		seq = last
+		return last, nil
 	default:
 		return seq, nil
 	}
@@ -257,25 +309,120 @@ func reconcileJournal(ctx context.Context, w, j *sql.DB) (uint64, error) {
 	return seq, nil
 }
 
-// reconcileJournalIndex returns the position of the journal's entity
-// look-up, made consistent with the rows: the newest rows may have been
-// deleted (reconcileJournal, an operator) and SQLite then hands their ids
-// out again, so entries above the last row go and the position comes
-// back to it.
-func reconcileJournalIndex(ctx context.Context, j *sql.DB) (int64, error) {
-	var upto, last int64
-	if err := j.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM journal_index WHERE k = 'upto'), 0), coalesce((SELECT max(id) FROM journal), 0)`).Scan(&upto, &last); err != nil {
-		return 0, err
+// trimJournal forgets the rows of the events above last and moves the
+// position there, in one transaction: the chunks whose every row is above
+// go, a chunk with rows on both sides is rewritten with the rest, and the
+// look-up loses the entries of the chunks deleted and of the entities a
+// rewritten chunk no longer holds.
+func trimJournal(ctx context.Context, j *sql.DB, last uint64) error {
+	tx, err := j.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
-	if upto <= last {
-		return upto, nil
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	res, err := tx.ExecContext(ctx, `DELETE FROM journal_chunks WHERE min_seq > ?`, last)
+	if err != nil {
+		return fmt.Errorf("trim: %w", err)
 	}
-	for _, q := range []string{`DELETE FROM journal_by_entity WHERE id > ?1`, `INSERT OR REPLACE INTO journal_index (k, v) VALUES ('upto', ?1)`} {
-		if _, err := j.ExecContext(ctx, q, last); err != nil {
-			return 0, err
+	deleted, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("trim: %w", err)
+	}
+	// The chunks that straddle last, read whole before any is rewritten.
+	type straddler struct {
+		id   int64
+		rows []JournalRow
+	}
+	var cut []straddler
+	rows, err := tx.QueryContext(ctx, `SELECT id, data FROM journal_chunks WHERE max_seq > ? ORDER BY id`, last)
+	if err != nil {
+		return fmt.Errorf("trim: %w", err)
+	}
+	for rows.Next() {
+		var c straddler
+		var data []byte
+		if err := rows.Scan(&c.id, &data); err != nil {
+			rows.Close()
+			return fmt.Errorf("trim: %w", err)
+		}
+		if c.rows, err = decodeAll(c.id, data, nil); err != nil {
+			rows.Close()
+			return fmt.Errorf("trim: %w", err)
+		}
+		cut = append(cut, c)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("trim: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("trim: %w", err)
+	}
+	for _, c := range cut {
+		keep := slices.DeleteFunc(slices.Clone(c.rows), func(r JournalRow) bool { return r.Seq > last })
+		var e chunkEncoder
+		e.reset()
+		for i := range keep {
+			e.add(&keep[i])
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE journal_chunks SET min_seq = ?, max_seq = ?, min_at = ?, max_at = ?, n = ?, data = ? WHERE id = ?`,
+			e.minSeq, e.maxSeq, e.minAt, e.maxAt, e.n, e.bytes(), c.id); err != nil {
+			return fmt.Errorf("trim: %w", err)
+		}
+		had, has := entitiesOf(c.rows), entitiesOf(keep)
+		for k := range had {
+			if _, ok := has[k]; ok {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM journal_chunk_entity WHERE etype = ? AND ekey = ? AND chunk = ?`, k[0], k[1], c.id); err != nil {
+				return fmt.Errorf("trim: %w", err)
+			}
 		}
 	}
-	return last, nil
+	if deleted > 0 {
+		// Keyed by entity, the look-up is scanned for the chunks gone; this
+		// happens only after a restore of the main file.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`); err != nil {
+			return fmt.Errorf("trim: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (k, v) VALUES ('journal_seq', ?)`, strconv.FormatUint(last, 10)); err != nil {
+		return fmt.Errorf("trim: %w", err)
+	}
+	return tx.Commit()
+}
+
+// entitiesOf is the set of entities rows are of.
+func entitiesOf(rows []JournalRow) map[[2]string]struct{} {
+	m := make(map[[2]string]struct{}, len(rows))
+	for _, r := range rows {
+		m[[2]string{r.Etype, r.Ekey}] = struct{}{}
+	}
+	return m
+}
+
+// reconcileJournalIndex returns the position of the journal's entity
+// look-up and the newest chunk. Chunk ids are never handed out twice, so
+// the position can only be beyond every id ever handed out if the file
+// was changed by hand (its sqlite_sequence row deleted): the entries above
+// then go, and the position comes back to the newest chunk, so no chunk
+// written later counts as indexed.
+func reconcileJournalIndex(ctx context.Context, j *sql.DB) (upto, last int64, err error) {
+	var issued int64
+	if err := j.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM journal_index WHERE k = ?1), 0),
+		coalesce((SELECT max(id) FROM journal_chunks), 0),
+		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_chunks'), 0)`, journalIndexKey).Scan(&upto, &last, &issued); err != nil {
+		return 0, 0, err
+	}
+	if upto <= max(last, issued) {
+		return upto, last, nil
+	}
+	if _, err := j.ExecContext(ctx, `DELETE FROM journal_chunk_entity WHERE chunk > ?`, last); err != nil {
+		return 0, 0, err
+	}
+	if _, err := j.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES (?, ?)`, journalIndexKey, last); err != nil {
+		return 0, 0, err
+	}
+	return last, last, nil
 }
 
 // Durable is the stream position up to which every event's rows are
@@ -438,36 +585,26 @@ func (j *Journal) run(ctx context.Context) {
 	}
 }
 
-// write commits rows and the position, and records the progress.
+// write commits rows as chunks with the position, brings the look-up up
+// to date when its time has come, and records the progress.
 func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	ctx := context.Background() // a write is short and never abandoned half-way
-	tx, err := j.db.BeginTx(ctx, nil)
+	upto, ixAt, newest, tookPend, err := j.writeTx(ctx, rows, through)
 	if err != nil {
-		return fmt.Errorf("journal: begin: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	args := make([]any, 0, len(rows)*7)
-	for i := range rows {
-		r := &rows[i]
-		args = append(args, r.Seq, r.At, r.Etype, r.Ekey, r.Subject, r.MsgID, r.Data)
-	}
-	if err := j.ins.Exec(ctx, tx, args); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (k, v) VALUES ('journal_seq', ?)`, strconv.FormatUint(through, 10)); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	ixUpto, ixAt, err := j.index(ctx, tx)
-	if err != nil {
+		// The rows are written again, as other chunks: the entries of the
+		// chunks rolled back go (the look-up may have sorted pend).
+		j.pend = slices.DeleteFunc(j.pend, func(p chunkPair) bool { return p.chunk > j.lastChunk })
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("journal: commit: %w", err)
+	j.lastChunk = max(j.lastChunk, newest)
+	if tookPend {
+		clear(j.pend)
+		j.pend = j.pend[:0]
 	}
 	j.mu.Lock()
-	j.ixUpto, j.ixAt = ixUpto, ixAt
+	j.ixUpto, j.ixAt = upto, ixAt
 	if ixAt.IsZero() {
-		j.poke() // a backlog: the next chunk at once
+		j.poke() // a backlog: the next step at once
 	}
 	j.written, j.durable, j.err = handed, through, nil
 	j.notify()
@@ -475,37 +612,209 @@ func (j *Journal) write(rows []JournalRow, through, handed uint64) error {
 	return nil
 }
 
-// index brings the entity look-up up to the newest row in the write's
-// transaction, at most every journalIndexEvery and journalIndexChunk rows
-// at a time, in key order, copied inside SQLite. It returns the position
-// and time to record once the transaction commits.
-func (j *Journal) index(ctx context.Context, tx *sql.Tx) (int64, time.Time, error) {
+// writeTx is write's transaction. It returns what to record once it
+// committed: the look-up's position and time, the newest chunk, and
+// whether the look-up took the entries in pend.
+func (j *Journal) writeTx(ctx context.Context, rows []JournalRow, through uint64) (upto int64, ixAt time.Time, newest int64, tookPend bool, err error) {
+	tx, err := j.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, time.Time{}, 0, false, fmt.Errorf("journal: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	newest, j.pend, err = insertChunks(ctx, tx, &j.enc, rows, j.pend)
+	if err != nil {
+		return 0, time.Time{}, 0, false, fmt.Errorf("journal: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (k, v) VALUES ('journal_seq', ?)`, strconv.FormatUint(through, 10)); err != nil {
+		return 0, time.Time{}, 0, false, fmt.Errorf("journal: %w", err)
+	}
+	upto, ixAt, tookPend, err = j.index(ctx, tx, max(j.lastChunk, newest))
+	if err != nil {
+		return 0, time.Time{}, 0, false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, time.Time{}, 0, false, fmt.Errorf("journal: commit: %w", err)
+	}
+	return upto, ixAt, newest, tookPend, nil
+}
+
+// insertChunks stores rows as chunks of at most journalChunkRows rows and
+// about journalChunkBytes each, encoded with enc, and appends their
+// look-up entries to pairs. newest is the last chunk's id (0 without
+// rows).
+func insertChunks(ctx context.Context, tx *sql.Tx, enc *chunkEncoder, rows []JournalRow, pairs []chunkPair) (newest int64, _ []chunkPair, err error) {
+	for len(rows) > 0 {
+		enc.reset()
+		n := 0
+		for n < len(rows) && !enc.full() {
+			enc.add(&rows[n])
+			n++
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO journal_chunks (min_seq, max_seq, min_at, max_at, n, data) VALUES (?, ?, ?, ?, ?, ?)`,
+			enc.minSeq, enc.maxSeq, enc.minAt, enc.maxAt, enc.n, enc.bytes())
+		if err != nil {
+			return 0, pairs, fmt.Errorf("insert chunk: %w", err)
+		}
+		if newest, err = res.LastInsertId(); err != nil {
+			return 0, pairs, fmt.Errorf("insert chunk: %w", err)
+		}
+		for i := range rows[:n] {
+			pairs = appendPair(pairs, rows[i].Etype, rows[i].Ekey, newest)
+		}
+		rows = rows[n:]
+	}
+	return newest, pairs, nil
+}
+
+// appendPair appends a look-up entry unless it repeats the last one (an
+// entity's events in a row); other repeats go when the entries are sorted.
+func appendPair(pairs []chunkPair, etype, ekey string, chunk int64) []chunkPair {
+	if n := len(pairs); n > 0 && pairs[n-1].chunk == chunk && pairs[n-1].ekey == ekey && pairs[n-1].etype == etype {
+		return pairs
+	}
+	return append(pairs, chunkPair{etype, ekey, chunk})
+}
+
+// index brings the entity look-up up to date in the write's transaction,
+// at most every journalIndexEvery. Chunks written before the start, which
+// are not in pend, go first: decoded, at most journalIndexChunk rows a
+// step. Then the entries in pend, which cover every chunk up to newest
+// (the newest chunk once the transaction commits). It returns the
+// position and time to record once the transaction commits (a zero time
+// when more is to be indexed at once), and whether pend went in.
+func (j *Journal) index(ctx context.Context, tx *sql.Tx, newest int64) (int64, time.Time, bool, error) {
 	j.mu.Lock()
 	upto, at, every := j.ixUpto, j.ixAt, j.ixEvery
 	j.mu.Unlock()
 	now := time.Now()
 	if now.Sub(at) < every {
-		return upto, at, nil
+		return upto, at, false, nil
 	}
-	var last int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM journal`).Scan(&last); err != nil {
-		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	if upto < j.fileEnd {
+		to, pairs, err := indexDecoded(ctx, tx, upto, j.fileEnd, j.sorted[:0])
+		if err == nil {
+			err = j.lw.put(ctx, tx, pairs, to)
+		}
+		clear(pairs) // the strings decoded are not kept until the next step
+		j.sorted = pairs[:0]
+		if err != nil {
+			return 0, time.Time{}, false, fmt.Errorf("journal: index: %w", err)
+		}
+		if to < newest {
+			now = time.Time{}
+		}
+		return to, now, false, nil
 	}
-	to := min(last, upto+journalIndexChunk)
-	if to <= upto {
-		return upto, now, nil
+	if newest <= upto {
+		return upto, now, false, nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO journal_by_entity (etype, ekey, id)
-		SELECT etype, ekey, id FROM journal WHERE id > ? AND id <= ? ORDER BY etype, ekey, id`, upto, to); err != nil {
-		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	if err := j.lw.put(ctx, tx, j.pend, newest); err != nil {
+		return 0, time.Time{}, false, fmt.Errorf("journal: index: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES ('upto', ?)`, to); err != nil {
-		return 0, time.Time{}, fmt.Errorf("journal: index: %w", err)
+	return newest, now, true, nil
+}
+
+// lookupWriter writes entries of the journal's look-up by entity.
+type lookupWriter struct {
+	ins  *Bulk
+	args []any // scratch
+}
+
+func newLookupWriter() lookupWriter {
+	return lookupWriter{ins: NewBulk(`INSERT OR IGNORE INTO journal_chunk_entity (etype, ekey, chunk) VALUES %s`, 3)}
+}
+
+// put writes the entries in pairs, in key order (it sorts pairs in
+// place), and the position upto. Key order makes the cursor move forward
+// through the B-tree's pages, each written once. The values go in
+// statements of pairsPerStmt entries: a small argument list, reused.
+func (w *lookupWriter) put(ctx context.Context, tx *sql.Tx, pairs []chunkPair, upto int64) error {
+	slices.SortFunc(pairs, func(a, b chunkPair) int {
+		if c := strings.Compare(a.etype, b.etype); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.ekey, b.ekey); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.chunk, b.chunk)
+	})
+	args := w.args[:0]
+	var err error
+	for i := range pairs {
+		if i > 0 && pairs[i] == pairs[i-1] {
+			continue
+		}
+		p := &pairs[i]
+		args = append(args, p.etype, p.ekey, p.chunk)
+		if len(args) == pairsPerStmt*3 {
+			if args, err = w.flush(ctx, tx, args); err != nil {
+				return err
+			}
+		}
 	}
-	if to < last {
-		now = time.Time{} // a backlog: the next write takes the next chunk
+	if args, err = w.flush(ctx, tx, args); err != nil {
+		return err
 	}
-	return to, now, nil
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES (?, ?)`, journalIndexKey, upto)
+	return err
+}
+
+// flush writes the entries in args and returns args emptied, keeping
+// nothing alive until the next update.
+func (w *lookupWriter) flush(ctx context.Context, tx *sql.Tx, args []any) ([]any, error) {
+	var err error
+	if len(args) > 0 {
+		err = w.ins.Exec(ctx, tx, args)
+	}
+	clear(args)
+	w.args = args[:0]
+	return w.args, err
+}
+
+// pairsPerStmt is how many look-up entries one statement writes: Bulk's
+// largest statement.
+const pairsPerStmt = 64
+
+// indexDecoded returns the look-up entries of the chunks in (upto, end],
+// decoded, as far as the first chunk that makes journalIndexChunk rows,
+// and the last chunk they cover. A chunk that does not decode keeps the
+// entries of the rows before the damage: readers report it when they read
+// it, and the look-up moves past it instead of failing every write.
+func indexDecoded(ctx context.Context, tx *sql.Tx, upto, end int64, pairs []chunkPair) (int64, []chunkPair, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, data FROM journal_chunks WHERE id > ? AND id <= ? ORDER BY id`, upto, end)
+	if err != nil {
+		return 0, pairs, err
+	}
+	defer rows.Close()
+	to, n := end, 0
+	var d chunkDecoder
+	for rows.Next() {
+		var id int64
+		var data sql.RawBytes
+		if err := rows.Scan(&id, &data); err != nil {
+			return 0, pairs, err
+		}
+		if d.reset(id, data) == nil {
+			for {
+				ok, err := d.next()
+				if err != nil || !ok {
+					break
+				}
+				if k := len(pairs); k == 0 || pairs[k-1].chunk != id || !d.is(pairs[k-1].etype, pairs[k-1].ekey) {
+					pairs = append(pairs, chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id})
+				}
+				n++
+			}
+		}
+		if n >= journalIndexChunk {
+			to = id
+			break
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, pairs, err
+	}
+	return to, pairs, nil
 }
 
 // indexBehind reports whether the entity look-up has a backlog that an
@@ -517,15 +826,15 @@ func (j *Journal) indexBehind() bool {
 	return j.ixAt.IsZero() && j.err == nil
 }
 
-// SyncIndex brings the entity look-up up to every row committed so far,
-// without waiting for its second (tests; readers need not: JournalOf
-// covers the rest).
+// SyncIndex brings the entity look-up up to every chunk committed so far,
+// without waiting for its second (tests; readers need not: JournalEvents
+// reads the chunks above it).
 func (j *Journal) SyncIndex(ctx context.Context) error {
 	if err := j.Sync(ctx); err != nil {
 		return err
 	}
 	var last int64
-	if err := j.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM journal`).Scan(&last); err != nil {
+	if err := j.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM journal_chunks`).Scan(&last); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	j.mu.Lock()
@@ -549,20 +858,11 @@ func (j *Journal) SyncIndex(ctx context.Context) error {
 	return nil
 }
 
-// IndexUpto is the last journal row id the entity look-up covers.
+// IndexUpto is the last chunk id the entity look-up covers.
 func (j *Journal) IndexUpto() int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.ixUpto
-}
-
-// JournalOf returns a condition on the journal table, for a reader
-// (OpenReader attaches the journal), that keeps the rows of the entity
-// its look-up finds plus the rows it does not cover yet; the caller's
-// WHERE must also hold etype = ? AND ekey = ? on the row, which filters
-// those (and entries of rows deleted since).
-func JournalOf(etype, ekey string) (string, []any) {
-	return lookupIn("journal", "journal_index", Lookup{`SELECT id FROM journal_by_entity WHERE etype = ? AND ekey = ?`, []any{etype, ekey}})
 }
 
 // notify wakes everyone waiting for the writer; j.mu is held.

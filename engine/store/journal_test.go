@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,10 +44,15 @@ func setMeta(t *testing.T, st *Store, k string, v uint64) {
 // journalCount counts the journal rows readers see, per sequence.
 func journalCount(t *testing.T, db *sql.DB) (rows int, distinct int) {
 	t.Helper()
-	if err := db.QueryRow(`SELECT count(*), count(DISTINCT seq) FROM journal`).Scan(&rows, &distinct); err != nil {
+	all, err := JournalAll(context.Background(), db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return rows, distinct
+	seqs := map[uint64]bool{}
+	for _, r := range all {
+		seqs[r.Seq] = true
+	}
+	return len(all), len(seqs)
 }
 
 // TestJournalFileWritesRowsAndPosition: rows handed to the journal land in
@@ -77,8 +83,13 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 		t.Fatalf("readers see %d rows (%d sequences), want 300", n, d)
 	}
 	var tables int
-	if err := st.W.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
+	if err := st.W.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name LIKE 'journal%'`).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("main file has a journal table (%d, %v)", tables, err)
+	}
+	// Written in chunks: few rows of journal_chunks for 300 events.
+	var chunks int
+	if err := st.R.QueryRow(`SELECT count(*) FROM journal_chunks`).Scan(&chunks); err != nil || chunks == 0 || chunks > 300/10 {
+		t.Fatalf("300 rows in %d chunks (%v)", chunks, err)
 	}
 	// A read-only opener (proactived explain) sees it too.
 	ro := OpenReader(path, 1)
@@ -165,7 +176,7 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, s := range append(append([]string{}, journalSchema...),
+				for _, s := range append(append([]string{}, journalSchema...), legacyJournalTable(""),
 					`ATTACH DATABASE '`+path+`' AS old`,
 					`INSERT INTO main.journal (seq, at, etype, ekey, subject, msg_id, data) SELECT seq, at, etype, ekey, subject, msg_id, data FROM old.journal`,
 					`INSERT INTO main.meta (k, v) VALUES ('journal_seq', '40'), ('moved', '1')`) {
@@ -189,6 +200,14 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 			var tables int
 			if err := st.W.QueryRow(`SELECT count(*) FROM main.sqlite_master WHERE name = 'journal'`).Scan(&tables); err != nil || tables != 0 {
 				t.Fatalf("old journal table still in the main file (%d, %v)", tables, err)
+			}
+			// … and converted to chunks in the journal file.
+			if err := st.Journal.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('journal', 'journal_by_entity')`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("row tables still in the journal file (%d, %v)", tables, err)
+			}
+			got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100)
+			if err != nil || len(got) != 14 || got[0].Seq != 40 || got[13].Seq != 1 {
+				t.Fatalf("o-1's moved rows: %d (%v)", len(got), err)
 			}
 		})
 	}
@@ -254,9 +273,40 @@ func TestJournalWriteFailureIsRetried(t *testing.T) {
 	}
 }
 
+// journalSQL is the nth (from 0) SQL docs/security.md gives for the
+// journal file, as it is written there: 0, the retention purge; 1, the
+// erasure of an entity's events.
+func journalSQL(t *testing.T, nth int) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), `sqlite3 data/proactived.journal.db "`)
+	if len(blocks) < nth+2 {
+		t.Fatalf("docs/security.md: %d SQL blocks for the journal file, want %d", len(blocks)-1, nth+1)
+	}
+	sqlText, _, ok := strings.Cut(blocks[nth+1], `"`)
+	if !ok {
+		t.Fatal("docs/security.md: an unterminated SQL block for the journal file")
+	}
+	var stmts []string
+	for _, q := range strings.Split(sqlText, ";") {
+		if q = strings.TrimSpace(q); q != "" {
+			stmts = append(stmts, q)
+		}
+	}
+	if len(stmts) == 0 || !strings.Contains(stmts[0], "journal_chunks") {
+		t.Fatalf("docs/security.md: journal SQL %q", stmts)
+	}
+	return stmts
+}
+
 // TestJournalPurgeBesideTheWriter: the retention purge docs/security.md
-// gives for the journal file runs while the daemon writes it, and the
-// writer goes on after it.
+// gives for the journal file runs while the daemon writes it, deletes the
+// chunks whose events are all older than the limit and their look-up
+// entries, and the writer goes on after it. A reader meanwhile takes a
+// look-up entry whose chunk is gone for none.
 func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
 	st, path := openAhead(t)
@@ -265,9 +315,13 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	for i := range recent {
 		recent[i].At = time.Now().UnixMilli()
 	}
+	// Two writes: two chunks, one old, one recent.
 	st.Journal.Append(old, 50)
-	st.Journal.Append(recent, 100)
 	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(recent, 100)
+	if err := st.Journal.SyncIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ops, err := sql.Open("sqlite3", "file:"+JournalPath(path)+"?_busy_timeout=10000")
@@ -275,25 +329,99 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	if _, err := ops.Exec(`DELETE FROM journal   WHERE at < (strftime('%s','now','-90 days') * 1000);`); err != nil {
+	purge := journalSQL(t, 0)
+	// The chunks alone first: the look-up still names the old one.
+	if _, err := ops.Exec(purge[0]); err != nil {
 		t.Fatal(err)
+	}
+	if got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100); err != nil || len(got) != 7 || got[6].Seq < 51 {
+		t.Fatalf("o-1 after the purge: %d rows (%v), want its 7 recent ones", len(got), err)
+	}
+	for _, q := range purge[1:] {
+		if _, err := ops.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stale int
+	if err := ops.QueryRow(`SELECT count(*) FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`).Scan(&stale); err != nil || stale != 0 {
+		t.Fatalf("%d look-up entries name purged chunks (%v)", stale, err)
 	}
 	st.Journal.Append(journalRows(101, 10), 110)
 	if err := st.Journal.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var n, min int
-	if err := st.R.QueryRow(`SELECT count(*), min(seq) FROM journal`).Scan(&n, &min); err != nil {
+	all, err := JournalAll(ctx, st.R)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 60 || min != 51 {
-		t.Fatalf("after the purge: %d rows from seq %d, want 60 from 51", n, min)
+	if len(all) != 60 || all[0].Seq != 51 {
+		t.Fatalf("after the purge: %d rows, want 60 from seq 51", len(all))
+	}
+}
+
+// TestJournalEraseOfAnEntity: the erasure docs/security.md gives for one
+// entity's events (a GDPR request) removes every one of them, indexed or
+// not yet, with the chunks that hold them, and leaves the others' chunks.
+func TestJournalEraseOfAnEntity(t *testing.T) {
+	ctx := context.Background()
+	st, path := openAhead(t)
+	customer := func(seq uint64) JournalRow {
+		return JournalRow{Seq: seq, At: 1, Etype: "customer", Ekey: "c-1", Subject: "customers.updated", MsgID: "m", Data: []byte(`{"email":"a@x"}`)}
+	}
+	// Three chunks: one with c-1, one without, one with c-1 that the
+	// look-up does not cover yet.
+	st.Journal.Append(append(journalRows(1, 10), customer(11)), 11)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(journalRows(12, 10), 21)
+	if err := st.Journal.SyncIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.mu.Lock()
+	st.Journal.ixEvery = time.Hour
+	st.Journal.mu.Unlock()
+	st.Journal.Append([]JournalRow{customer(22)}, 22)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := JournalEvents(ctx, st.R, "customer", "c-1", 10); err != nil || len(got) != 2 {
+		t.Fatalf("c-1 before the erasure: %d rows (%v)", len(got), err)
+	}
+	ops, err := sql.Open("sqlite3", "file:"+JournalPath(path)+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	for _, q := range journalSQL(t, 1) {
+		if _, err := ops.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := JournalAll(ctx, st.R)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 10 || all[0].Seq != 12 || len(entityRows(all, "customer", "c-1")) != 0 {
+		t.Fatalf("after the erasure: %d rows %+v, want the 10 of the chunk without c-1", len(all), all)
+	}
+	if _, _, err := VerifyJournalLookup(ctx, st.R); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // BenchmarkJournalWrite: rows through the journal's writer into its file,
 // handed in batches of 512 as the engine does after each commit; per row.
-func BenchmarkJournalWrite(b *testing.B) {
+// The look-up by entity is written as it comes due (once a second); what
+// it has not taken when the rows are written is not counted.
+func BenchmarkJournalWrite(b *testing.B) { benchJournalWrite(b, false) }
+
+// BenchmarkJournalWriteIndexed is BenchmarkJournalWrite with the look-up
+// by entity brought up to every row before the clock stops: the whole
+// cost of a row.
+func BenchmarkJournalWriteIndexed(b *testing.B) { benchJournalWrite(b, true) }
+
+func benchJournalWrite(b *testing.B, indexed bool) {
 	path := filepath.Join(b.TempDir(), "p.db")
 	st, err := Open(context.Background(), path)
 	if err != nil {
@@ -317,5 +445,10 @@ func BenchmarkJournalWrite(b *testing.B) {
 	}
 	if err := st.Journal.Sync(context.Background()); err != nil {
 		b.Fatal(err)
+	}
+	if indexed {
+		if err := st.Journal.SyncIndex(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -86,7 +86,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // OpenReader opens a read-only pool of up to conns connections on the
 // database at path, with its journal file attached when there is one (so
-// an unqualified `journal` names the journal's table) and its decision
+// unqualified names find the journal's tables: JournalEvents) and its decision
 // index (DecisionsIn; an empty one in memory when the file is missing, so
 // every decision is in the index's tail). It creates and migrates nothing;
 // connections open on first use, so a missing or unreadable file shows as
