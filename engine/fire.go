@@ -318,8 +318,8 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 			}
 		}
 	}
-	candRaw, _ := json.Marshal(cands)
-	docRaw, _ := json.Marshal(doc)
+	candRaw := appendCandidates(nil, cands)
+	docRaw := docJSON(doc)
 	// Only a deferred notification is re-checked against its trigger
 	// (releaseDeferred); the others need not store the event again.
 	var trig []byte
@@ -347,7 +347,7 @@ func (e *Engine) enqueue(ctx context.Context, doc *notifiers.Notification, cands
 		// instead of looked up first: the look-up cost every notification
 		// a query for a case that is rare.
 		doc.IdempotencyKey += "/" + now.Format(time.RFC3339Nano)
-		docRaw, _ = json.Marshal(doc)
+		docRaw = docJSON(doc)
 		if inserted, err = insert(); err == nil && !inserted {
 			err = fmt.Errorf("outbox: idempotency key %s used twice", doc.IdempotencyKey)
 			e.cur.fail(err)

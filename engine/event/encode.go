@@ -72,6 +72,10 @@ func AppendJSON(b []byte, v any) ([]byte, error) {
 	return append(b, raw...), nil
 }
 
+// AppendString appends s as a JSON string: plain ASCII (the common case)
+// as is, anything else through encoding/json's escaping.
+func AppendString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString quotes s; plain ASCII (the common case) is copied as is,
 // anything else goes through encoding/json's escaping.
 func appendString(b []byte, s string) []byte {

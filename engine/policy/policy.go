@@ -95,12 +95,10 @@ func ChooseChannels(fixed string, customer map[string]any, defaults []string, kn
 			return nil, []Skip{{Channel: "*", Reason: "opted out of all"}}, true
 		}
 	}
-	seen := map[string]bool{}
-	for _, ch := range order {
-		if seen[ch] {
+	for i, ch := range order {
+		if contains(order[:i], ch) { // a short list: no set to allocate
 			continue
 		}
-		seen[ch] = true
 		info, ok := known[ch]
 		switch {
 		case !ok:
