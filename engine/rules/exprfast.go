@@ -31,15 +31,35 @@ func getField(m, key any) any {
 	return runtime.Fetch(m, key)
 }
 
-// inStrings is `x in [constant strings]` over the set expr's optimizer
-// would have built; a needle that is not a string goes to runtime.In as
-// before.
+// stringSet is the constant list of an `in`: the strings, and the set
+// expr's optimizer would have built from them.
+type stringSet struct {
+	list []string
+	set  map[string]struct{}
+}
+
+// smallSet is the longest list compared one by one: a few string
+// comparisons cost less than hashing the needle.
+const smallSet = 8
+
+// inStrings is `x in [constant strings]`; a needle that is not a string
+// goes to runtime.In with the set, as before.
 func inStrings(x, set any) bool {
-	if s, ok := x.(string); ok {
-		_, in := set.(map[string]struct{})[s]
-		return in
+	ss := set.(*stringSet)
+	s, ok := x.(string)
+	if !ok {
+		return runtime.In(x, ss.set)
 	}
-	return runtime.In(x, set)
+	if len(ss.list) <= smallSet {
+		for _, e := range ss.list {
+			if e == s {
+				return true
+			}
+		}
+		return false
+	}
+	_, in := ss.set[s]
+	return in
 }
 
 // dateOf is date(s) with one argument. A string with a 'T' after its
@@ -95,16 +115,19 @@ func (f *fastPaths) Visit(node *ast.Node) {
 		if !ok || len(list.Nodes) == 0 {
 			return
 		}
-		set := make(map[string]struct{}, len(list.Nodes))
+		ss := &stringSet{set: make(map[string]struct{}, len(list.Nodes))}
 		for _, e := range list.Nodes {
 			s, ok := e.(*ast.StringNode)
 			if !ok {
 				return
 			}
-			set[s.Value] = struct{}{}
+			if _, dup := ss.set[s.Value]; !dup {
+				ss.list = append(ss.list, s.Value)
+			}
+			ss.set[s.Value] = struct{}{}
 		}
-		c := &ast.ConstantNode{Value: set}
-		c.SetType(reflect.TypeOf(set))
+		c := &ast.ConstantNode{Value: ss}
+		c.SetType(reflect.TypeOf(ss))
 		c.SetLocation(list.Location())
 		f.patch(node, inStrings, n.Left, c)
 	case *ast.BuiltinNode:
