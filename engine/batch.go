@@ -26,6 +26,11 @@ type batch struct {
 	queued   int
 	// decisions are written at commit (rowbuf.go).
 	decisions rowBuffer
+	// marks are the dedup_log rows of the batch, written at commit; the
+	// fold, if this batch does it, after them (dedupfold.go).
+	marks    rowBuffer
+	markUndo []markUndo
+	folded   bool
 	// lastSeq is the consumer position this batch commits.
 	lastSeq uint64
 	// flushAll writes every queued entity change.
@@ -43,6 +48,7 @@ func (e *Engine) begin(ctx context.Context, piped bool) (*batch, error) {
 	}
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
 		decisions: rowBuffer{ins: e.decisionRows},
+		marks:     rowBuffer{ins: e.marksIns},
 	}
 	if piped {
 		e.cur.pipe = newStmtPipe(ctx, tx)
@@ -55,6 +61,7 @@ func (e *Engine) rollback(b *batch) {
 		b.pipe.stop()
 	}
 	_ = b.tx.Rollback()
+	e.marksRolledBack(b)
 	e.rolledBack()
 	e.cur = nil
 }
@@ -67,6 +74,9 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		b.unsynced |= tOther
 		b.pipe.add(stmt{bulk: b.decisions.ins, args: b.decisions.take()})
 	} else if err := b.decisions.flush(ctx, b.tx); err != nil {
+		return err
+	}
+	if err := e.writeMarks(ctx, b); err != nil {
 		return err
 	}
 	if err := e.flushState(ctx, b, b.flushAll); err != nil {
@@ -82,6 +92,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	e.marksCommitted(b)
 	e.committed(b)
 	e.cur = nil
 	if b.queued > 0 {

@@ -139,6 +139,12 @@ type Engine struct {
 	// ids: "never seen" lets the batch queue their insert on its pipe
 	// without waiting for the row count.
 	idemKeys, seenKeys *keyFilter
+	// pendingMarks are the dedup marks set since the last fold of the
+	// dedup log (dedupfold.go); lastFold is when that was.
+	pendingMarks map[[2]string]dedupVal
+	lastFold     time.Time
+	// marksIns appends dedup_log rows.
+	marksIns *store.Bulk
 	// keys shares field names and short values among decoded events and
 	// loaded states (event.Interner): Decode runs on the consumer's
 	// goroutine, loads on the engine's.
@@ -172,6 +178,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		contactMemo:  newMemo[string, bool](memoSize, nil),
 		decisionRows: store.InsertDecisions(),
 		keys:         event.NewInterner(),
+		pendingMarks: map[[2]string]dedupVal{},
+		marksIns:     insertMarks(),
 	}
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
@@ -197,6 +205,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.maxDirty = max(e.cache.max/dirtyShare, 1)
 	e.SetRules(o.Rules)
 	if err := e.readMeta(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.foldAtStart(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.loadFilters(ctx); err != nil {

@@ -418,6 +418,10 @@ type dedupVal struct {
 func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time) (string, int64, error) {
 	k := [2]string{rule, key}
 	v, ok := e.dedupMemo.get(k)
+	if !ok {
+		// A mark not folded into the table yet (dedupfold.go).
+		v, ok = e.pendingMark(k)
+	}
 	if !ok && e.dedupKeys.mayHave(rule, key) {
 		err := e.cur.reader(tDedup).QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -434,14 +438,13 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 	return v.notif, v.until, nil
 }
 
-func (e *Engine) setDedup(ctx context.Context, rule, key string, until int64, notif string) error {
+// setDedup sets a mark: in the batch's dedup log rows, and in memory until
+// the log is folded into the dedup table (dedupfold.go).
+func (e *Engine) setDedup(_ context.Context, rule, key string, until int64, notif string) error {
 	e.dedupKeys.add(rule, key)
-	err := e.cur.write(ctx, tDedup, `INSERT INTO dedup (rule, key, until, notification) VALUES (?, ?, ?, ?)
-		ON CONFLICT (rule, key) DO UPDATE SET until = excluded.until, notification = excluded.notification`, rule, key, until, notif)
-	if err == nil {
-		e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
-	}
-	return err
+	e.logMark(e.cur, rule, key, until, notif)
+	e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
+	return nil
 }
 
 // liveStatuses are outbox states that count as "notified".

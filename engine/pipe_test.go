@@ -85,7 +85,7 @@ func TestABatchSeesItsOwnQueuedWrites(t *testing.T) {
 func TestAFailedQueuedWriteRollsTheBatchBack(t *testing.T) {
 	h := newHarness(t, lateRule, baseConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
-	if _, err := h.st.W.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON dedup WHEN NEW.key LIKE 'o-boom/%' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+	if _, err := h.st.W.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON dedup_log WHEN NEW.key LIKE 'o-boom/%' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
 		t.Fatal(err)
 	}
 	batch := []streamEvent{

@@ -288,6 +288,12 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS dedup (
 		rule TEXT NOT NULL, key TEXT NOT NULL, until INTEGER NOT NULL, notification TEXT NOT NULL,
 		PRIMARY KEY (rule, key)) WITHOUT ROWID`,
+	// Dedup marks as the engine sets them, appended with each batch and
+	// folded into dedup in key order about once a second
+	// (engine/dedupfold.go): an append places no random key.
+	`CREATE TABLE IF NOT EXISTS dedup_log (
+		id INTEGER PRIMARY KEY, rule TEXT NOT NULL, key TEXT NOT NULL,
+		until INTEGER NOT NULL, notification TEXT NOT NULL)`,
 	// Durable timers: absence deadlines, for: hold-downs, promises.
 	`CREATE TABLE IF NOT EXISTS timers (
 		rule TEXT NOT NULL, etype TEXT NOT NULL, ekey TEXT NOT NULL, kind TEXT NOT NULL,
