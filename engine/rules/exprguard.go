@@ -9,6 +9,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/vm"
 	"github.com/expr-lang/expr/vm/runtime"
 )
@@ -211,7 +213,7 @@ func compileExpr(src string, env map[string]any, asBool bool) (*vm.Program, erro
 		check = append(check, expr.AsBool())
 		opts = append(opts, expr.AsBool())
 	}
-	if _, err := expr.Compile(src, check...); err != nil {
+	if err := checkOnly(src, check); err != nil {
 		return nil, err
 	}
 	p, err := expr.Compile(src, opts...)
@@ -222,6 +224,18 @@ func compileExpr(src string, env map[string]any, asBool bool) (*vm.Program, erro
 		return nil, errFuncValue
 	}
 	return p, nil
+}
+
+// checkOnly parses and type-checks src with opts as expr.Compile does,
+// without optimizing and compiling it.
+func checkOnly(src string, opts []expr.Option) error {
+	config := conf.CreateNew()
+	for _, op := range opts {
+		op(config)
+	}
+	config.Check()
+	_, err := checker.ParseCheck(src, config)
+	return err
 }
 
 // errFuncValue is a compiled expression that gives a function instead of
