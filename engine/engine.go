@@ -145,6 +145,8 @@ type Engine struct {
 	lastFold     time.Time
 	// marksIns appends dedup_log rows.
 	marksIns *store.Bulk
+	// tmplData is the map templates render from (templateData).
+	tmplData map[string]any
 	// keys shares field names and short values among decoded events and
 	// loaded states (event.Interner): Decode runs on the consumer's
 	// goroutine, loads on the engine's.

@@ -195,7 +195,7 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 		e.decide(ctx, d)
 		return nil
 	}
-	data := e.templateData(r, a, vars, promise)
+	data := e.templateData(r, vars, promise)
 	locale := policy.ChooseLocale(custState, e.cfg.Defaults.Locale)
 	out, err := tmpl.Render(locale, e.cfg.Defaults.Locale, data)
 	if err != nil {
@@ -272,8 +272,15 @@ type promiseTimer struct {
 	Event        *timerPayload `json:"event,omitempty"`
 }
 
-func (e *Engine) templateData(r *rules.Rule, a fireArgs, vars, promise map[string]any) map[string]any {
-	data := make(map[string]any, len(e.env)+4)
+// templateData is what a template of rule r sees. The map is the engine's
+// own, filled again for each render: a render reads it and keeps nothing
+// of it.
+func (e *Engine) templateData(r *rules.Rule, vars, promise map[string]any) map[string]any {
+	if e.tmplData == nil {
+		e.tmplData = make(map[string]any, len(e.env)+4)
+	}
+	data := e.tmplData
+	clear(data)
 	for k, v := range e.env {
 		// Templates get data only: no helper (now, sent, count_sent,
 		// contacted_within) is callable from a template with `call`.
