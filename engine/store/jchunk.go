@@ -122,13 +122,19 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// encodeChunk is one chunk of rows, in a new slice (tests).
-func encodeChunk(rows []JournalRow) []byte {
-	var e chunkEncoder
+// encode makes rows the chunk, whatever their number or size (a rewrite
+// of a chunk; tests).
+func (e *chunkEncoder) encode(rows []JournalRow) {
 	e.reset()
 	for i := range rows {
 		e.add(&rows[i])
 	}
+}
+
+// encodeChunk is one chunk of rows, in a new slice (tests).
+func encodeChunk(rows []JournalRow) []byte {
+	var e chunkEncoder
+	e.encode(rows)
 	return bytes.Clone(e.bytes())
 }
 
@@ -294,6 +300,18 @@ func (d *chunkDecoder) corrupt(reason string) error {
 	return &CorruptChunkError{Chunk: d.id, Reason: reason}
 }
 
+// each calls fn with d.row set to each of the chunk's rows in turn, up to
+// the end or the damage (whose error it returns).
+func (d *chunkDecoder) each(fn func()) error {
+	for {
+		ok, err := d.next()
+		if err != nil || !ok {
+			return err
+		}
+		fn()
+	}
+}
+
 // decodeAll decodes every row of the chunk id (tests, JournalAll, the
 // writer's rewrite of a chunk).
 func decodeAll(id int64, b []byte, into []JournalRow) ([]JournalRow, error) {
@@ -301,14 +319,6 @@ func decodeAll(id int64, b []byte, into []JournalRow) ([]JournalRow, error) {
 	if err != nil {
 		return into, err
 	}
-	for {
-		ok, err := d.next()
-		if err != nil {
-			return into, err
-		}
-		if !ok {
-			return into, nil
-		}
-		into = append(into, d.keep())
-	}
+	err = d.each(func() { into = append(into, d.keep()) })
+	return into, err
 }

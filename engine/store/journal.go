@@ -360,10 +360,7 @@ func trimJournal(ctx context.Context, j *sql.DB, last uint64) error {
 	for _, c := range cut {
 		keep := slices.DeleteFunc(slices.Clone(c.rows), func(r JournalRow) bool { return r.Seq > last })
 		var e chunkEncoder
-		e.reset()
-		for i := range keep {
-			e.add(&keep[i])
-		}
+		e.encode(keep)
 		if _, err := tx.ExecContext(ctx, `UPDATE journal_chunks SET min_seq = ?, max_seq = ?, min_at = ?, max_at = ?, n = ?, data = ? WHERE id = ?`,
 			e.minSeq, e.maxSeq, e.minAt, e.maxAt, e.n, e.bytes(), c.id); err != nil {
 			return fmt.Errorf("trim: %w", err)
@@ -795,16 +792,13 @@ func indexDecoded(ctx context.Context, tx *sql.Tx, upto, end int64, pairs []chun
 			return 0, pairs, err
 		}
 		if d.reset(id, data) == nil {
-			for {
-				ok, err := d.next()
-				if err != nil || !ok {
-					break
-				}
+			// A damaged chunk keeps the entries of the rows before the damage.
+			_ = d.each(func() {
 				if k := len(pairs); k == 0 || pairs[k-1].chunk != id || !d.is(pairs[k-1].etype, pairs[k-1].ekey) {
 					pairs = append(pairs, chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id})
 				}
 				n++
-			}
+			})
 		}
 		if n >= journalIndexChunk {
 			to = id

@@ -228,12 +228,7 @@ func TestJournalTrimRewritesTheChunkItCuts(t *testing.T) {
 // decoding them, in steps, while no event arrives.
 func TestJournalLookupBuiltForChunksOfAnEarlierRun(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setMeta(t, st, "last_seq", 1<<40)
+	st, path := openAhead(t)
 	st.Journal.mu.Lock()
 	st.Journal.ixEvery = time.Hour
 	st.Journal.mu.Unlock()
@@ -255,7 +250,7 @@ func TestJournalLookupBuiltForChunksOfAnEarlierRun(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(ctx, path)
+	st, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,15 +281,7 @@ func TestJournalLookupBuiltForChunksOfAnEarlierRun(t *testing.T) {
 // Per read.
 func BenchmarkJournalEvents(b *testing.B) {
 	ctx := context.Background()
-	path := filepath.Join(b.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.W.Exec(`INSERT OR REPLACE INTO meta (k, v) VALUES ('last_seq', ?)`, fmt.Sprint(uint64(1)<<40)); err != nil {
-		b.Fatal(err)
-	}
+	st, _ := openAhead(b)
 	seq := 0
 	for range 501 {
 		rows := journalRows(seq+1, journalChunkRows)

@@ -107,17 +107,12 @@ func chunkEvents(ctx context.Context, db *sql.DB, etype, ekey string, want int, 
 			return out, err
 		}
 		from := len(out)
-		for {
-			ok, err := d.next()
-			if err != nil {
-				return out, err
-			}
-			if !ok {
-				break
-			}
+		if err := d.each(func() {
 			if d.is(etype, ekey) {
 				out = append(out, d.keepAs(etype, ekey))
 			}
+		}); err != nil {
+			return out, err
 		}
 		slices.Reverse(out[from:]) // a chunk's rows are oldest first
 	}
@@ -228,15 +223,8 @@ func VerifyJournalLookup(ctx context.Context, db *sql.DB) (upto, newest int64, e
 		if err := d.reset(id, data); err != nil {
 			return 0, 0, fmt.Errorf("journal look-up: %w", err)
 		}
-		for {
-			ok, err := d.next()
-			if err != nil {
-				return 0, 0, fmt.Errorf("journal look-up: %w", err)
-			}
-			if !ok {
-				break
-			}
-			held[chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id}] = true
+		if err := d.each(func() { held[chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id}] = true }); err != nil {
+			return 0, 0, fmt.Errorf("journal look-up: %w", err)
 		}
 	}
 	if err := rs.Err(); err != nil {

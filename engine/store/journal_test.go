@@ -22,7 +22,7 @@ func journalRows(from, n int) []JournalRow {
 
 // openAhead opens a store in a temporary directory with its consumer
 // position far ahead, so the journal keeps every position a test writes.
-func openAhead(t *testing.T) (*Store, string) {
+func openAhead(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "p.db")
 	st, err := Open(context.Background(), path)
@@ -34,7 +34,7 @@ func openAhead(t *testing.T) (*Store, string) {
 	return st, path
 }
 
-func setMeta(t *testing.T, st *Store, k string, v uint64) {
+func setMeta(t testing.TB, st *Store, k string, v uint64) {
 	t.Helper()
 	if _, err := st.W.Exec(`INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)`, k, fmt.Sprint(v)); err != nil {
 		t.Fatal(err)

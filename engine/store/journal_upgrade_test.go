@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -82,12 +81,7 @@ func checkLegacyJournal(t *testing.T, db *sql.DB, n int) {
 // and position go, and the look-up covers the chunks.
 func TestJournalUpgradeFromRows(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setMeta(t, st, "last_seq", 1<<40)
+	st, path := openAhead(t)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
