@@ -151,7 +151,6 @@ type tables uint8
 
 const (
 	tOutbox tables = 1 << iota
-	tDedup
 	tContacts
 	tTimers
 	tSeen

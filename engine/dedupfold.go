@@ -44,12 +44,6 @@ type markUndo struct {
 	had  bool
 }
 
-// pendingMark answers a dedup look-up from the marks not folded yet.
-func (e *Engine) pendingMark(k [2]string) (dedupVal, bool) {
-	v, ok := e.pendingMarks[k]
-	return v, ok
-}
-
 // logMark records a mark: in memory until it is folded, and in the
 // batch's log rows.
 func (e *Engine) logMark(b *batch, rule, key string, until int64, notif string) {
@@ -99,10 +93,8 @@ func (e *Engine) foldAtStart(ctx context.Context) error {
 		return fmt.Errorf("engine: fold dedup marks: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	for _, q := range []string{foldMarks, emptyLog} {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("engine: fold dedup marks: %w", err)
-		}
+	if err := foldLog(ctx, tx); err != nil {
+		return fmt.Errorf("engine: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("engine: fold dedup marks: %w", err)
@@ -139,10 +131,16 @@ func (e *Engine) writeMarks(ctx context.Context, b *batch) error {
 		return err
 	}
 	if b.folded {
-		for _, q := range []string{foldMarks, emptyLog} {
-			if _, err := b.tx.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("store: fold dedup marks: %w", err)
-			}
+		return foldLog(ctx, b.tx)
+	}
+	return nil
+}
+
+// foldLog folds the dedup log into the dedup table and empties it.
+func foldLog(ctx context.Context, ex store.Execer) error {
+	for _, q := range []string{foldMarks, emptyLog} {
+		if _, err := ex.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store: fold dedup marks: %w", err)
 		}
 	}
 	return nil

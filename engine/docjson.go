@@ -31,45 +31,31 @@ func docJSON(n *notifiers.Notification) []byte {
 
 // appendDoc appends the JSON of a notification document.
 func appendDoc(b []byte, n *notifiers.Notification) ([]byte, error) {
-	b = append(b, `{"id":`...)
-	b = event.AppendString(b, n.ID)
-	b = append(b, `,"idempotency_key":`...)
-	b = event.AppendString(b, n.IdempotencyKey)
-	b = append(b, `,"rule":`...)
-	b = event.AppendString(b, n.Rule)
-	b = append(b, `,"channel":`...)
-	b = event.AppendString(b, n.Channel)
-	b = append(b, `,"priority":`...)
-	b = event.AppendString(b, n.Priority)
+	b = appendField(append(b, '{'), "", "id", n.ID)
+	b = appendField(b, ",", "idempotency_key", n.IdempotencyKey)
+	b = appendField(b, ",", "rule", n.Rule)
+	b = appendField(b, ",", "channel", n.Channel)
+	b = appendField(b, ",", "priority", n.Priority)
 	b = append(b, `,"to":{`...)
 	sep := ""
 	if n.To.Customer != "" {
-		b = append(b, `"customer":`...)
-		b = event.AppendString(b, n.To.Customer)
-		sep = ","
+		b, sep = appendField(b, sep, "customer", n.To.Customer), ","
 	}
 	if n.To.Address != "" {
-		b = append(b, sep+`"address":`...)
-		b = event.AppendString(b, n.To.Address)
+		b = appendField(b, sep, "address", n.To.Address)
 	}
 	b = append(b, '}')
 	if n.Locale != "" {
-		b = append(b, `,"locale":`...)
-		b = event.AppendString(b, n.Locale)
+		b = appendField(b, ",", "locale", n.Locale)
 	}
-	b = append(b, `,"subject":`...)
-	b = event.AppendString(b, n.Subject)
-	b = append(b, `,"body":`...)
-	b = event.AppendString(b, n.Body)
+	b = appendField(b, ",", "subject", n.Subject)
+	b = appendField(b, ",", "body", n.Body)
 	if n.HTML != "" {
-		b = append(b, `,"html":`...)
-		b = event.AppendString(b, n.HTML)
+		b = appendField(b, ",", "html", n.HTML)
 	}
-	b = append(b, `,"entity":{"type":`...)
-	b = event.AppendString(b, n.Entity.Type)
-	b = append(b, `,"key":`...)
-	b = event.AppendString(b, n.Entity.Key)
-	b = append(b, '}')
+	b = append(b, `,"entity":{`...)
+	b = appendField(b, "", "type", n.Entity.Type)
+	b = append(appendField(b, ",", "key", n.Entity.Key), '}')
 	if len(n.Vars) > 0 {
 		b = append(b, `,"vars":`...)
 		var err error
@@ -99,13 +85,20 @@ func appendCandidates(b []byte, cands []policy.Candidate) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"channel":`...)
-		b = event.AppendString(b, c.Channel)
+		b = appendField(append(b, '{'), "", "channel", c.Channel)
 		if c.Address != "" {
-			b = append(b, `,"address":`...)
-			b = event.AppendString(b, c.Address)
+			b = appendField(b, ",", "address", c.Address)
 		}
 		b = append(b, '}')
 	}
 	return append(b, ']')
+}
+
+// appendField appends sep, then "key":value with value a JSON string.
+func appendField(b []byte, sep, key, value string) []byte {
+	b = append(b, sep...)
+	b = append(b, '"')
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return event.AppendString(b, value)
 }

@@ -106,7 +106,8 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	if !internal && policy.InHoldout(r.Name, d.ekey, r.Holdout) {
 		d.verdict, d.reason = policy.VerdictHeldOut, fmt.Sprintf("entity in the %.4g%% control group", r.Holdout*100)
 		e.decide(ctx, d)
-		return e.setDedup(ctx, r.Name, dedupKey, markUntil, markHeldOut)
+		e.setDedup(r.Name, dedupKey, markUntil, markHeldOut)
+		return nil
 	}
 
 	// consent and channel choice
@@ -211,7 +212,8 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 			d.reason += " at " + sendAt.Format(time.RFC3339) + " (quiet hours)"
 		}
 		e.decide(ctx, d)
-		return e.setDedup(ctx, r.Name, dedupKey, markUntil, markShadow)
+		e.setDedup(r.Name, dedupKey, markUntil, markShadow)
+		return nil
 	}
 
 	// outbox
@@ -226,9 +228,7 @@ func (e *Engine) fire(ctx context.Context, a fireArgs) error {
 	if err := e.enqueue(ctx, &doc, cands, a, sendAt, deferred); err != nil {
 		return err
 	}
-	if err := e.setDedup(ctx, r.Name, dedupKey, markUntil, id); err != nil {
-		return err
-	}
+	e.setDedup(r.Name, dedupKey, markUntil, id)
 	d.notification = id
 	if deferred {
 		d.verdict, d.reason = policy.VerdictDeferred, "quiet hours; deferred to "+sendAt.Format(time.RFC3339)
@@ -427,10 +427,12 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 	v, ok := e.dedupMemo.get(k)
 	if !ok {
 		// A mark not folded into the table yet (dedupfold.go).
-		v, ok = e.pendingMark(k)
+		v, ok = e.pendingMarks[k]
 	}
 	if !ok && e.dedupKeys.mayHave(rule, key) {
-		err := e.cur.reader(tDedup).QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
+		// The batch writes the dedup table only when it folds the log, at
+		// its commit: nothing queued for it to wait for.
+		err := e.cur.tx.QueryRowContext(ctx, `SELECT notification, until FROM dedup WHERE rule = ? AND key = ? AND until > ?`, rule, key, store.Millis(now)).Scan(&v.notif, &v.until)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			e.cur.fail(err)
 			return "", 0, err
@@ -447,11 +449,10 @@ func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time)
 
 // setDedup sets a mark: in the batch's dedup log rows, and in memory until
 // the log is folded into the dedup table (dedupfold.go).
-func (e *Engine) setDedup(_ context.Context, rule, key string, until int64, notif string) error {
+func (e *Engine) setDedup(rule, key string, until int64, notif string) {
 	e.dedupKeys.add(rule, key)
 	e.logMark(e.cur, rule, key, until, notif)
 	e.dedupMemo.put([2]string{rule, key}, dedupVal{notif: notif, until: until})
-	return nil
 }
 
 // liveStatuses are outbox states that count as "notified".

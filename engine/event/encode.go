@@ -18,7 +18,7 @@ func AppendJSON(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendString(b, x), nil
+		return AppendString(b, x), nil
 	case bool:
 		return strconv.AppendBool(b, x), nil
 	case int:
@@ -44,7 +44,7 @@ func AppendJSON(b []byte, v any) ([]byte, error) {
 				b = append(b, ',')
 			}
 			first = false
-			b = appendString(b, k)
+			b = AppendString(b, k)
 			b = append(b, ':')
 			var err error
 			if b, err = AppendJSON(b, e); err != nil {
@@ -74,11 +74,7 @@ func AppendJSON(b []byte, v any) ([]byte, error) {
 
 // AppendString appends s as a JSON string: plain ASCII (the common case)
 // as is, anything else through encoding/json's escaping.
-func AppendString(b []byte, s string) []byte { return appendString(b, s) }
-
-// appendString quotes s; plain ASCII (the common case) is copied as is,
-// anything else goes through encoding/json's escaping.
-func appendString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {

@@ -211,30 +211,25 @@ func (p *fastParser) plain() ([]byte, bool) {
 // encoding/json, so escapes, surrogates and invalid UTF-8 come out exactly
 // as before.
 func (p *fastParser) str() (string, bool) {
+	if b, ok := p.plain(); ok {
+		return string(b), true
+	}
 	start := p.i
 	p.i++ // opening quote
-	plain := true
 	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
+		switch c := p.b[p.i]; {
 		case c == '"':
 			p.i++
-			if plain {
-				return string(p.b[start+1 : p.i-1]), true
-			}
 			var s string
 			if err := json.Unmarshal(p.b[start:p.i], &s); err != nil {
 				return "", false
 			}
 			return s, true
 		case c == '\\':
-			plain = false
 			p.i += 2 // the escaped byte cannot end the string
 			continue
 		case c < 0x20:
 			return "", false
-		case c >= utf8.RuneSelf:
-			plain = false
 		}
 		p.i++
 	}

@@ -80,19 +80,16 @@ func dateOf(x any) any {
 	return t
 }
 
-// fastPaths is the patch that routes nodes to the functions above. env is
-// the compile environment: a name the environment defines is not expr's
-// builtin, and is left alone.
+// fastPaths is the patch that routes nodes to the functions above.
 type fastPaths struct {
-	env map[string]any
 	// dates are the date() calls patched, with what they were: a method
 	// call on one (date(x).Format(…)) gets the original back, whose type
 	// (time.Time) lets expr check and call the method directly.
 	dates map[ast.Node]ast.Node
 }
 
-func newFastPaths(env map[string]any) *fastPaths {
-	return &fastPaths{env: env, dates: map[ast.Node]ast.Node{}}
+func newFastPaths() *fastPaths {
+	return &fastPaths{dates: map[ast.Node]ast.Node{}}
 }
 
 func (f *fastPaths) Visit(node *ast.Node) {
@@ -134,9 +131,8 @@ func (f *fastPaths) Visit(node *ast.Node) {
 		if n.Name != "date" || len(n.Arguments) != 1 || !stringOrUnknown(n.Arguments[0]) {
 			return // date(1) stays a compile error, as expr reports it
 		}
-		if _, shadowed := f.env["date"]; shadowed {
-			return
-		}
+		// A BuiltinNode is expr's own date: a name of the environment
+		// would have been parsed as a call of its value.
 		orig := *node
 		f.patch(node, dateOf, n.Arguments[0])
 		f.dates[*node] = orig

@@ -86,6 +86,12 @@ func TestFastPathsGiveExprsResults(t *testing.T) {
 	}
 }
 
+// exprOptions are ExprOptions without the fast paths, which give the same
+// results: what the tests compare them with.
+func exprOptions(env map[string]any) []expr.Option {
+	return append(baseOptions(env), expr.Patch(concatGuard{}))
+}
+
 // compileWith compiles as compileExpr does (checked without patches
 // first), with the options opts gives.
 func compileWith(src string, env map[string]any, opts func(map[string]any) []expr.Option) (*vm.Program, error) {

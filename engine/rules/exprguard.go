@@ -52,13 +52,7 @@ const (
 // the fast paths (exprfast.go). Tests and benchmarks use them to compile
 // exactly as the loader does.
 func ExprOptions(env map[string]any) []expr.Option {
-	return append(baseOptions(env), expr.Patch(newFastPaths(env)), expr.Patch(concatGuard{}))
-}
-
-// exprOptions are ExprOptions without the fast paths, which give the same
-// results; the tests compare the two.
-func exprOptions(env map[string]any) []expr.Option {
-	return append(baseOptions(env), expr.Patch(concatGuard{}))
+	return append(baseOptions(env), expr.Patch(newFastPaths()), expr.Patch(concatGuard{}))
 }
 
 // baseOptions are the environment, the node cap and the guarded builtins,
