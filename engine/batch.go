@@ -30,12 +30,20 @@ type batch struct {
 	// fold, if this batch does it, after them (dedupfold.go).
 	marks    rowBuffer
 	markUndo []markUndo
-	folded   bool
+	// foldedTo is the log id up to which the batch folds the dedup log
+	// (0: no fold); markLog0 and markID0 are the engine's log length and
+	// last id when it began, restored if it rolls back.
+	foldedTo int64
+	markLog0 int
+	markID0  int64
 	// lastSeq is the consumer position this batch commits.
 	lastSeq uint64
 	// flushAll writes every queued entity change.
 	flushAll bool
-	wb       writeBack
+	// quiet: the stream is quiet (a small batch), so the batch also
+	// writes up to quietFlush queued entity changes that are not due yet.
+	quiet bool
+	wb    writeBack
 }
 
 // begin opens the write transaction of a batch; piped runs its writes on
@@ -49,6 +57,7 @@ func (e *Engine) begin(ctx context.Context, piped bool) (*batch, error) {
 	e.cur = &batch{tx: tx, lastSeq: e.lastSeq,
 		decisions: rowBuffer{ins: e.decisionRows},
 		marks:     rowBuffer{ins: e.marksIns},
+		markLog0:  len(e.markLog), markID0: e.markID,
 	}
 	if piped {
 		e.cur.pipe = newStmtPipe(ctx, tx)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/proactived/proactived/engine/store"
@@ -26,16 +27,25 @@ const (
 	foldEvery = time.Second
 	// foldMax folds at once past this many marks waiting in memory.
 	foldMax = 50_000
+	// foldChunk is the most marks one batch folds. A second's marks at
+	// once held up the batch that folded them for 12–20 ms at 10,000–
+	// 15,000 events/s, and every event behind it (BENCHMARKS.md, tenth
+	// round); a longer log is folded over the next batches, oldest first.
+	foldChunk = 2048
 )
 
-// The fold: the log's marks in key order, the newest of one key last so
-// that it wins, then the log emptied. One statement each, inside SQLite.
+// The fold: the log's marks up to an id in key order, the newest of one
+// key last so that it wins, then those marks deleted from the log. One
+// statement each, inside SQLite.
 const (
 	foldMarks = `INSERT INTO dedup (rule, key, until, notification)
-		SELECT rule, key, until, notification FROM dedup_log WHERE true ORDER BY rule, key, id
+		SELECT rule, key, until, notification FROM dedup_log WHERE id <= ? ORDER BY rule, key, id
 		ON CONFLICT (rule, key) DO UPDATE SET until = excluded.until, notification = excluded.notification`
-	emptyLog = `DELETE FROM dedup_log`
+	emptyLog = `DELETE FROM dedup_log WHERE id <= ?`
 )
+
+// foldAll is the log id bound of a fold of the whole log.
+const foldAll = math.MaxInt64
 
 // markUndo restores a pending mark when its batch rolls back.
 type markUndo struct {
@@ -44,22 +54,45 @@ type markUndo struct {
 	had  bool
 }
 
+// loggedMark is a mark in the log not folded yet: e.markLog holds them
+// in log order, so a fold up to an id knows which marks in memory it
+// covers.
+type loggedMark struct {
+	key [2]string
+	id  int64
+}
+
 // logMark records a mark: in memory until it is folded, and in the
-// batch's log rows.
+// batch's log rows, under a log id of the engine's (ids start again after
+// the fold at start empties the log).
 func (e *Engine) logMark(b *batch, rule, key string, until int64, notif string) {
 	k := [2]string{rule, key}
 	prev, had := e.pendingMarks[k]
 	b.markUndo = append(b.markUndo, markUndo{key: k, prev: prev, had: had})
-	e.pendingMarks[k] = dedupVal{notif: notif, until: until}
-	b.marks.add(rule, key, until, notif)
+	e.markID++
+	e.pendingMarks[k] = dedupVal{notif: notif, until: until, logID: e.markID}
+	e.markLog = append(e.markLog, loggedMark{key: k, id: e.markID})
+	b.marks.add(e.markID, rule, key, until, notif)
 }
 
-// foldDue says the batch about to commit should fold the log.
-func (e *Engine) foldDue(b *batch) bool {
-	if len(e.pendingMarks) == 0 {
-		return false
+// foldTo is the log id up to which the batch about to commit folds the
+// log; 0 when it does not. A fold is due a second after the last one
+// ended, past foldMax marks, when everything is written (flushAll), and
+// while a fold goes on over several batches (markLog beyond one chunk).
+func (e *Engine) foldTo(b *batch) int64 {
+	if len(e.markLog) == 0 {
+		return 0
 	}
-	return b.flushAll || len(e.pendingMarks) >= foldMax || !e.now().Before(e.lastFold.Add(foldEvery))
+	if b.flushAll {
+		return e.markID
+	}
+	if !e.folding && len(e.pendingMarks) < foldMax && e.now().Before(e.lastFold.Add(foldEvery)) {
+		return 0
+	}
+	if len(e.markLog) > foldChunk {
+		return e.markLog[foldChunk-1].id
+	}
+	return e.markID
 }
 
 // marksRolledBack undoes the batch's marks in memory, newest first.
@@ -72,15 +105,31 @@ func (e *Engine) marksRolledBack(b *batch) {
 			delete(e.pendingMarks, u.key)
 		}
 	}
+	clear(e.markLog[b.markLog0:])
+	e.markLog = e.markLog[:b.markLog0]
+	e.markID = b.markID0
 	b.markUndo = nil
 }
 
-// marksCommitted forgets the marks in memory once a fold committed: the
-// dedup table holds them.
+// marksCommitted forgets the marks in memory that a committed fold put in
+// the dedup table (unless the key was marked again since, in the log
+// after them).
 func (e *Engine) marksCommitted(b *batch) {
 	b.markUndo = nil
-	if b.folded {
-		clear(e.pendingMarks)
+	if b.foldedTo == 0 {
+		return
+	}
+	n := 0
+	for n < len(e.markLog) && e.markLog[n].id <= b.foldedTo {
+		m := e.markLog[n]
+		if v, ok := e.pendingMarks[m.key]; ok && v.logID == m.id {
+			delete(e.pendingMarks, m.key)
+		}
+		n++
+	}
+	e.markLog = compact(e.markLog, n)
+	e.folding = len(e.markLog) > 0
+	if !e.folding {
 		e.lastFold = e.now()
 	}
 }
@@ -93,7 +142,7 @@ func (e *Engine) foldAtStart(ctx context.Context) error {
 		return fmt.Errorf("engine: fold dedup marks: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	if err := foldLog(ctx, tx); err != nil {
+	if err := foldLog(ctx, tx, foldAll); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -105,15 +154,15 @@ func (e *Engine) foldAtStart(ctx context.Context) error {
 
 // insertMarks is the Bulk that appends dedup_log rows.
 func insertMarks() *store.Bulk {
-	return store.Insert("dedup_log (rule, key, until, notification)", 4)
+	return store.Insert("dedup_log (id, rule, key, until, notification)", 5)
 }
 
 // writeMarks queues the batch's log rows and, when due, the fold after
 // them; nothing in the batch reads the log, and the dedup table is read
 // only before the commit starts.
 func (e *Engine) writeMarks(ctx context.Context, b *batch) error {
-	b.folded = e.foldDue(b)
-	if b.marks.rows() == 0 && !b.folded {
+	b.foldedTo = e.foldTo(b)
+	if b.marks.rows() == 0 && b.foldedTo == 0 {
 		return nil
 	}
 	if b.pipe != nil {
@@ -121,25 +170,26 @@ func (e *Engine) writeMarks(ctx context.Context, b *batch) error {
 		if b.marks.rows() > 0 {
 			b.pipe.add(stmt{bulk: b.marks.ins, args: b.marks.take()})
 		}
-		if b.folded {
-			b.pipe.add(stmt{q: foldMarks})
-			b.pipe.add(stmt{q: emptyLog})
+		if b.foldedTo != 0 {
+			b.pipe.add(stmt{q: foldMarks, args: []any{b.foldedTo}})
+			b.pipe.add(stmt{q: emptyLog, args: []any{b.foldedTo}})
 		}
 		return nil
 	}
 	if err := b.marks.flush(ctx, b.tx); err != nil {
 		return err
 	}
-	if b.folded {
-		return foldLog(ctx, b.tx)
+	if b.foldedTo != 0 {
+		return foldLog(ctx, b.tx, b.foldedTo)
 	}
 	return nil
 }
 
-// foldLog folds the dedup log into the dedup table and empties it.
-func foldLog(ctx context.Context, ex store.Execer) error {
+// foldLog folds the dedup log's marks up to id upTo into the dedup table
+// and deletes them from the log.
+func foldLog(ctx context.Context, ex store.Execer, upTo int64) error {
 	for _, q := range []string{foldMarks, emptyLog} {
-		if _, err := ex.ExecContext(ctx, q); err != nil {
+		if _, err := ex.ExecContext(ctx, q, upTo); err != nil {
 			return fmt.Errorf("store: fold dedup marks: %w", err)
 		}
 	}

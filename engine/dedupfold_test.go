@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,46 @@ func TestDedupLogFoldsOnceASecondAndAtStart(t *testing.T) {
 	}
 	if n := h.count(`SELECT count(*) FROM outbox`); n != 12 {
 		t.Fatalf("%d notifications after the restart, want 12", n)
+	}
+}
+
+// TestFoldGoesOnOverBatches: a log longer than one chunk is folded over
+// the next batches, oldest marks first, and every mark dedups throughout:
+// from memory until its chunk is folded, from the table after.
+func TestFoldGoesOnOverBatches(t *testing.T) {
+	h := newHarness(t, lateRule, foldConfig)
+	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
+	const n = 2500 // more than one chunk (foldChunk, 2048)
+	orders := make([]string, n)
+	for i := range orders {
+		orders[i] = fmt.Sprintf("o-%d", i)
+	}
+	if err := h.emitBatch(busyBatch(orders...)...); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(time.Second)
+	if err := h.emitBatch(busyBatch("x-1", "x-2")...); err != nil {
+		t.Fatal(err)
+	}
+	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'o-%'`); log != n+2-2048 || marks != 2048 {
+		t.Fatalf("after the first fold: %d marks in the log, %d folded; want %d and 2048", log, marks, n+2-2048)
+	}
+	// The repeats of every order are deduped, whether their mark is folded
+	// or waits in memory; this batch folds the rest.
+	if err := h.emitBatch(busyBatch(orders...)...); err != nil {
+		t.Fatal(err)
+	}
+	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup`); log != 0 || marks != n+2 {
+		t.Fatalf("after the second fold: %d marks in the log, %d folded; want 0 and %d", log, marks, n+2)
+	}
+	if got := len(h.reasons("deduped")); got != n {
+		t.Fatalf("%d repeats deduped, want %d", got, n)
+	}
+	// Folded and forgotten in memory: the table alone dedups them now.
+	if err := h.emitBatch(busyBatch(orders[:10]...)...); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.count(`SELECT count(*) FROM outbox`), n+2; got != want {
+		t.Fatalf("%d notifications, want %d", got, want)
 	}
 }

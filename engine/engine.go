@@ -143,6 +143,12 @@ type Engine struct {
 	// dedup log (dedupfold.go); lastFold is when that was.
 	pendingMarks map[[2]string]dedupVal
 	lastFold     time.Time
+	// markLog are the marks of the log not folded yet, in log order, and
+	// markID the last log id given; folding says a fold goes on over
+	// several batches.
+	markLog []loggedMark
+	markID  int64
+	folding bool
 	// marksIns appends dedup_log rows.
 	marksIns *store.Bulk
 	// tmplData is the map templates render from (templateData).
@@ -358,6 +364,14 @@ func (e *Engine) setMsg(ev *event.Event) {
 // quietBatch: a batch smaller than this means the stream is quiet.
 const quietBatch = 8
 
+// quietFlush is how many queued entity changes a quiet batch writes
+// before they are due. Writing all of them made one small batch in a
+// steady stream (they come at any rate: the publisher pauses, the
+// intake takes what is waiting) write thousands of entities and hold up
+// every event behind it for 25–40 ms (BENCHMARKS.md, tenth round). A
+// stream that stays quiet is written within a few batches or ticks.
+const quietFlush = 256
+
 // HandleBatch applies a batch of prepared events in one transaction and
 // commits it. When it returns nil every effect is durable and the caller may
 // ack; on error nothing of the batch is kept and the caller must not ack.
@@ -412,15 +426,16 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		}
 	}
 	b.lastSeq = maxSeq
-	// A batch of a few events means the stream is quiet: write
-	// everything, so state on disk is current whenever events are not
-	// arriving (explain on the file, backups). Not at every batch below
+	// A batch of a few events means the stream is quiet: write what
+	// waits (up to quietFlush entities), so state on disk is current
+	// whenever events are not arriving (explain on the file, backups).
+	// Not at every batch below
 	// full: at half of the maximum rate batches hold a few hundred events
 	// and writing everything each time doubled the median latency. The
 	// threshold is at most quietBatch: tied to intake.batch alone it grew
 	// with the batch and wrote everything at every batch again
 	// (BENCHMARKS.md); with tiny batches configured, it is 1 (never).
-	b.flushAll = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1))
+	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1))
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}

@@ -420,6 +420,8 @@ func stringField(m map[string]any, k string) string {
 type dedupVal struct {
 	notif string
 	until int64
+	// logID is the dedup log id of a mark not folded yet (pendingMarks).
+	logID int64
 }
 
 func (e *Engine) dedupMark(ctx context.Context, rule, key string, now time.Time) (string, int64, error) {

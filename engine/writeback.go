@@ -65,7 +65,8 @@ type writeBack struct {
 
 // flushState writes, in b's transaction, every entity changed from outside
 // the stream and whatever of the queue is older than intake.state_flush
-// (everything when all is set), and moves state_seq.
+// (everything when all is set, up to quietFlush more in a quiet batch),
+// and moves state_seq.
 func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 	wb := &b.wb
 	for _, en := range b.touched {
@@ -78,8 +79,16 @@ func (e *Engine) flushState(ctx context.Context, b *batch, all bool) error {
 		}
 	}
 	cutoff := e.now().Add(-e.flushEvery)
+	early := 0 // not due yet, written because the stream is quiet
+	if b.quiet {
+		early = quietFlush
+	}
 	due := func(at time.Time, backlog int) bool {
-		return all || e.flushEvery <= 0 || !at.After(cutoff) || backlog > e.maxDirty
+		if all || e.flushEvery <= 0 || !at.After(cutoff) || backlog > e.maxDirty {
+			return true
+		}
+		early--
+		return early >= 0
 	}
 	for wb.dirtyN < len(e.dirtyQ) {
 		d := e.dirtyQ[wb.dirtyN]

@@ -104,7 +104,7 @@ type Intake struct {
 	// CatchUpBatch is the events per transaction while the engine is
 	// behind: a full batch grows to it when that many are already waiting.
 	CatchUpBatch int      `yaml:"catch_up_batch"`
-	MaxWait      Duration `yaml:"max_wait"` // wait for a batch to fill
+	MaxWait      Duration `yaml:"max_wait"` // how long a batch waits for more events (0: takes what is waiting)
 	// Journal keeps a per-entity event journal for explain. It costs a
 	// row per event.
 	Journal *bool `yaml:"journal"`
@@ -197,7 +197,7 @@ func Default() *Config {
 			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second)},
 			ScheduleGrace: Duration(time.Hour),
 		},
-		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096, MaxWait: Duration(20 * time.Millisecond)},
+		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096},
 		Support: Support{Subject: "support.contacts"},
 		Log:     Log{Level: "info", Format: "auto"},
 		Channels: map[string]Channel{
