@@ -36,6 +36,8 @@ type batch struct {
 	foldedTo int64
 	markLog0 int
 	markID0  int64
+	// events is how many events the batch holds.
+	events int
 	// lastSeq is the consumer position this batch commits.
 	lastSeq uint64
 	// flushAll writes every queued entity change.

@@ -27,11 +27,15 @@ const (
 	foldEvery = time.Second
 	// foldMax folds at once past this many marks waiting in memory.
 	foldMax = 50_000
-	// foldChunk is the most marks one batch folds. A second's marks at
-	// once held up the batch that folded them for 12–20 ms at 10,000–
-	// 15,000 events/s, and every event behind it (BENCHMARKS.md, tenth
-	// round); a longer log is folded over the next batches, oldest first.
-	foldChunk = 2048
+	// foldChunk is the most marks one batch folds, or foldPerEvent times
+	// its events if more. A second's marks at once held up the batch that
+	// folded them for 12–20 ms at 10,000–15,000 events/s, and every event
+	// behind it (BENCHMARKS.md, tenth round); a longer log is folded over
+	// the next batches, oldest first. A big batch over a backlog folds
+	// more at once: split into small folds the marks of a backlog's
+	// second touched the table's pages several times over.
+	foldChunk    = 2048
+	foldPerEvent = 4
 )
 
 // The fold: the log's marks up to an id in key order, the newest of one
@@ -89,8 +93,8 @@ func (e *Engine) foldTo(b *batch) int64 {
 	if !e.folding && len(e.pendingMarks) < foldMax && e.now().Before(e.lastFold.Add(foldEvery)) {
 		return 0
 	}
-	if len(e.markLog) > foldChunk {
-		return e.markLog[foldChunk-1].id
+	if chunk := max(foldChunk, foldPerEvent*b.events); len(e.markLog) > chunk {
+		return e.markLog[chunk-1].id
 	}
 	return e.markID
 }

@@ -169,4 +169,19 @@ func TestFoldGoesOnOverBatches(t *testing.T) {
 	if got, want := h.count(`SELECT count(*) FROM outbox`), n+2; got != want {
 		t.Fatalf("%d notifications, want %d", got, want)
 	}
+	// A big batch (a backlog's) folds up to four marks an event at once:
+	// the log that waited and its own marks.
+	for i := range orders {
+		orders[i] = fmt.Sprintf("p-%d", i)
+	}
+	if err := h.emitBatch(busyBatch(orders[:600]...)...); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(time.Second)
+	if err := h.emitBatch(busyBatch(orders[600:]...)...); err != nil {
+		t.Fatal(err)
+	}
+	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'p-%'`); log != 0 || marks != n {
+		t.Fatalf("after a big batch: %d marks in the log, %d folded; want 0 and %d", log, marks, n)
+	}
 }
