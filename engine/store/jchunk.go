@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 )
@@ -321,4 +323,31 @@ func decodeAll(id int64, b []byte, into []JournalRow) ([]JournalRow, error) {
 	}
 	err = d.each(func() { into = append(into, d.keep()) })
 	return into, err
+}
+
+// chunkQuerier is a database or a transaction.
+type chunkQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// eachChunk runs query, which selects the id and data of chunks, and
+// calls fn with each chunk in turn until fn returns false or an error.
+// data is valid only during the call (SQLite's own buffer).
+func eachChunk(ctx context.Context, db chunkQuerier, query string, args []any, fn func(id int64, data []byte) (bool, error)) error {
+	rs, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id int64
+		var data sql.RawBytes
+		if err := rs.Scan(&id, &data); err != nil {
+			return err
+		}
+		if more, err := fn(id, data); err != nil || !more {
+			return err
+		}
+	}
+	return rs.Err()
 }

@@ -334,27 +334,11 @@ func trimJournal(ctx context.Context, j *sql.DB, last uint64) error {
 		rows []JournalRow
 	}
 	var cut []straddler
-	rows, err := tx.QueryContext(ctx, `SELECT id, data FROM journal_chunks WHERE max_seq > ? ORDER BY id`, last)
-	if err != nil {
-		return fmt.Errorf("trim: %w", err)
-	}
-	for rows.Next() {
-		var c straddler
-		var data []byte
-		if err := rows.Scan(&c.id, &data); err != nil {
-			rows.Close()
-			return fmt.Errorf("trim: %w", err)
-		}
-		if c.rows, err = decodeAll(c.id, data, nil); err != nil {
-			rows.Close()
-			return fmt.Errorf("trim: %w", err)
-		}
-		cut = append(cut, c)
-	}
-	if err := rows.Close(); err != nil {
-		return fmt.Errorf("trim: %w", err)
-	}
-	if err := rows.Err(); err != nil {
+	if err := eachChunk(ctx, tx, `SELECT id, data FROM journal_chunks WHERE max_seq > ? ORDER BY id`, []any{last}, func(id int64, data []byte) (bool, error) {
+		rows, err := decodeAll(id, data, nil)
+		cut = append(cut, straddler{id, rows})
+		return true, err
+	}); err != nil {
 		return fmt.Errorf("trim: %w", err)
 	}
 	for _, c := range cut {
@@ -778,19 +762,9 @@ const pairsPerStmt = 64
 // entries of the rows before the damage: readers report it when they read
 // it, and the look-up moves past it instead of failing every write.
 func indexDecoded(ctx context.Context, tx *sql.Tx, upto, end int64, pairs []chunkPair) (int64, []chunkPair, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, data FROM journal_chunks WHERE id > ? AND id <= ? ORDER BY id`, upto, end)
-	if err != nil {
-		return 0, pairs, err
-	}
-	defer rows.Close()
 	to, n := end, 0
 	var d chunkDecoder
-	for rows.Next() {
-		var id int64
-		var data sql.RawBytes
-		if err := rows.Scan(&id, &data); err != nil {
-			return 0, pairs, err
-		}
+	err := eachChunk(ctx, tx, `SELECT id, data FROM journal_chunks WHERE id > ? AND id <= ? ORDER BY id`, []any{upto, end}, func(id int64, data []byte) (bool, error) {
 		if d.reset(id, data) == nil {
 			// A damaged chunk keeps the entries of the rows before the damage.
 			_ = d.each(func() {
@@ -802,10 +776,11 @@ func indexDecoded(ctx context.Context, tx *sql.Tx, upto, end int64, pairs []chun
 		}
 		if n >= journalIndexChunk {
 			to = id
-			break
+			return false, nil
 		}
-	}
-	if err := rows.Err(); err != nil {
+		return true, nil
+	})
+	if err != nil {
 		return 0, pairs, err
 	}
 	return to, pairs, nil

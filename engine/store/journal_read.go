@@ -47,6 +47,9 @@ func readJournalTables(ctx context.Context, db *sql.DB) (journalTables, error) {
 	return t, nil
 }
 
+// allChunks selects every chunk, oldest first.
+const allChunks = `SELECT id, data FROM journal_chunks ORDER BY id`
+
 // entityChunks selects an entity's candidate chunks, newest first: those
 // its look-up names plus every chunk above the look-up's position. An
 // entry may name a chunk deleted since (a purge): it then selects nothing.
@@ -91,20 +94,10 @@ func JournalEvents(ctx context.Context, db *sql.DB, etype, ekey string, limit in
 // newest first, until out has want rows (or more: a chunk's rows are
 // taken whole).
 func chunkEvents(ctx context.Context, db *sql.DB, etype, ekey string, want int, out []JournalRow) ([]JournalRow, error) {
-	rs, err := db.QueryContext(ctx, entityChunks, etype, ekey)
-	if err != nil {
-		return out, err
-	}
-	defer rs.Close()
 	var d chunkDecoder
-	for len(out) < want && rs.Next() {
-		var id int64
-		var data sql.RawBytes
-		if err := rs.Scan(&id, &data); err != nil {
-			return out, err
-		}
+	err := eachChunk(ctx, db, entityChunks, []any{etype, ekey}, func(id int64, data []byte) (bool, error) {
 		if err := d.reset(id, data); err != nil {
-			return out, err
+			return false, err
 		}
 		from := len(out)
 		if err := d.each(func() {
@@ -112,11 +105,12 @@ func chunkEvents(ctx context.Context, db *sql.DB, etype, ekey string, want int, 
 				out = append(out, d.keepAs(etype, ekey))
 			}
 		}); err != nil {
-			return out, err
+			return false, err
 		}
 		slices.Reverse(out[from:]) // a chunk's rows are oldest first
-	}
-	return out, rs.Err()
+		return len(out) < want, nil
+	})
+	return out, err
 }
 
 // legacyEvents reads the entity's newest want rows of the row table,
@@ -156,22 +150,10 @@ func JournalAll(ctx context.Context, db *sql.DB) ([]JournalRow, error) {
 	}
 	var out []JournalRow
 	if t.chunks {
-		rs, err := db.QueryContext(ctx, `SELECT id, data FROM journal_chunks ORDER BY id`)
-		if err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var id int64
-			var data sql.RawBytes
-			if err := rs.Scan(&id, &data); err != nil {
-				return nil, fmt.Errorf("journal: %w", err)
-			}
-			if out, err = decodeAll(id, data, out); err != nil {
-				return nil, fmt.Errorf("journal: %w", err)
-			}
-		}
-		if err := rs.Err(); err != nil {
+		if err := eachChunk(ctx, db, allChunks, nil, func(id int64, data []byte) (bool, error) {
+			out, err = decodeAll(id, data, out)
+			return true, err
+		}); err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
 	}
@@ -208,26 +190,13 @@ func VerifyJournalLookup(ctx context.Context, db *sql.DB) (upto, newest int64, e
 		return 0, 0, fmt.Errorf("journal look-up: %w", err)
 	}
 	held := map[chunkPair]bool{}
-	rs, err := db.QueryContext(ctx, `SELECT id, data FROM journal_chunks ORDER BY id`)
-	if err != nil {
-		return 0, 0, fmt.Errorf("journal look-up: %w", err)
-	}
-	defer rs.Close()
 	var d chunkDecoder
-	for rs.Next() {
-		var id int64
-		var data sql.RawBytes
-		if err := rs.Scan(&id, &data); err != nil {
-			return 0, 0, fmt.Errorf("journal look-up: %w", err)
-		}
+	if err := eachChunk(ctx, db, allChunks, nil, func(id int64, data []byte) (bool, error) {
 		if err := d.reset(id, data); err != nil {
-			return 0, 0, fmt.Errorf("journal look-up: %w", err)
+			return false, err
 		}
-		if err := d.each(func() { held[chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id}] = true }); err != nil {
-			return 0, 0, fmt.Errorf("journal look-up: %w", err)
-		}
-	}
-	if err := rs.Err(); err != nil {
+		return true, d.each(func() { held[chunkPair{string(d.field(d.row.etype)), string(d.field(d.row.ekey)), id}] = true })
+	}); err != nil {
 		return 0, 0, fmt.Errorf("journal look-up: %w", err)
 	}
 	es, err := db.QueryContext(ctx, `SELECT etype, ekey, chunk FROM journal_chunk_entity`)
