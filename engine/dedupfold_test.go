@@ -18,6 +18,22 @@ func busyBatch(orders ...string) []streamEvent {
 	return evs
 }
 
+// marks counts the dedup marks waiting in the log, and those folded into
+// the dedup table whose key is LIKE pattern.
+func (h *harness) marks(pattern string) (logged, folded int) {
+	h.t.Helper()
+	return h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE '` + pattern + `'`)
+}
+
+// keys are n keys prefix-0, prefix-1, …
+func keys(prefix string, n int) []string {
+	ks := make([]string, n)
+	for i := range ks {
+		ks[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return ks
+}
+
 // foldConfig is baseConfig without the frequency cap, so every order of
 // one customer is notified.
 const foldConfig = `
@@ -45,14 +61,9 @@ func (h *harness) count(q string) int {
 func TestMarksNotFoldedYetStillDedup(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
-	if err := h.emitBatch(busyBatch("o-1", "o-2", "o-3", "o-4")...); err != nil {
-		t.Fatal(err)
-	}
-	if n := h.count(`SELECT count(*) FROM dedup_log`); n != 4 {
-		t.Fatalf("%d marks in the log after a busy batch, want 4 (not folded within the second)", n)
-	}
-	if n := h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'o-%'`); n != 0 {
-		t.Fatalf("%d marks folded within the second, want 0", n)
+	h.batch(busyBatch("o-1", "o-2", "o-3", "o-4")...)
+	if log, marks := h.marks("o-%"); log != 4 || marks != 0 {
+		t.Fatalf("%d marks in the log and %d folded after a busy batch, want 4 and 0 (not folded within the second)", log, marks)
 	}
 	// A failed batch: its marks are not kept, in the log or in memory.
 	if _, err := h.st.W.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON dedup_log WHEN NEW.key LIKE 'o-boom/%' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
@@ -66,9 +77,7 @@ func TestMarksNotFoldedYetStillDedup(t *testing.T) {
 	}
 	// The same ETAs again for o-1…o-4, and a new order: the four repeats
 	// are deduped by the marks in memory (the table has none yet).
-	if err := h.emitBatch(busyBatch("o-1", "o-2", "o-3", "o-4", "o-8")...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch("o-1", "o-2", "o-3", "o-4", "o-8")...)
 	eq(t, "outbox", h.outboxStatuses(), []string{
 		"o-1 2026-11-22 pending", "o-2 2026-11-22 pending", "o-3 2026-11-22 pending", "o-4 2026-11-22 pending", "o-8 2026-11-22 pending",
 	})
@@ -76,9 +85,7 @@ func TestMarksNotFoldedYetStillDedup(t *testing.T) {
 		t.Fatalf("deduped: %v, want the four repeats", got)
 	}
 	// The failed batch's orders notify when they come again.
-	if err := h.emitBatch(busyBatch("o-5", "o-boom", "o-6", "o-7")...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch("o-5", "o-boom", "o-6", "o-7")...)
 	if n := h.count(`SELECT count(*) FROM outbox`); n != 9 {
 		t.Fatalf("%d notifications, want 9", n)
 	}
@@ -90,26 +97,20 @@ func TestMarksNotFoldedYetStillDedup(t *testing.T) {
 func TestDedupLogFoldsOnceASecondAndAtStart(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
-	if err := h.emitBatch(busyBatch("o-1", "o-2", "o-3", "o-4")...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch("o-1", "o-2", "o-3", "o-4")...)
 	h.clk.Advance(time.Second)
-	if err := h.emitBatch(busyBatch("o-5", "o-6", "o-7", "o-8")...); err != nil {
-		t.Fatal(err)
-	}
-	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'o-%'`); log != 0 || marks != 8 {
+	h.batch(busyBatch("o-5", "o-6", "o-7", "o-8")...)
+	if log, marks := h.marks("o-%"); log != 0 || marks != 8 {
 		t.Fatalf("after a second: %d marks in the log, %d folded; want 0 and 8", log, marks)
 	}
-	if err := h.emitBatch(busyBatch("o-9", "o-10", "o-11", "o-12")...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch("o-9", "o-10", "o-11", "o-12")...)
 	// Two marks of one key in the log, the newer last: the fold keeps it.
 	if _, err := h.st.W.Exec(`INSERT INTO dedup_log (rule, key, until, notification) VALUES
 		('late', 'o-x/1', 100, 'older'), ('late', 'o-x/1', 200, 'newer'), ('late', 'o-1/2026-11-22T12:00:00Z', 300, 'n-latest')`); err != nil {
 		t.Fatal(err)
 	}
 	h.restart()
-	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'o-%'`); log != 0 || marks != 13 {
+	if log, marks := h.marks("o-%"); log != 0 || marks != 13 {
 		t.Fatalf("after a restart: %d marks in the log, %d folded; want 0 and 13", log, marks)
 	}
 	var notif string
@@ -122,9 +123,7 @@ func TestDedupLogFoldsOnceASecondAndAtStart(t *testing.T) {
 	}
 	// After the restart the repeats of o-9…o-12, logged before the stop,
 	// are deduped.
-	if err := h.emitBatch(busyBatch("o-9", "o-10", "o-11", "o-12")...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch("o-9", "o-10", "o-11", "o-12")...)
 	if n := h.count(`SELECT count(*) FROM outbox`); n != 12 {
 		t.Fatalf("%d notifications after the restart, want 12", n)
 	}
@@ -137,51 +136,34 @@ func TestFoldGoesOnOverBatches(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
 	const n = 2500 // more than one chunk (foldChunk, 2048)
-	orders := make([]string, n)
-	for i := range orders {
-		orders[i] = fmt.Sprintf("o-%d", i)
-	}
-	if err := h.emitBatch(busyBatch(orders...)...); err != nil {
-		t.Fatal(err)
-	}
+	orders := keys("o", n)
+	h.batch(busyBatch(orders...)...)
 	h.clk.Advance(time.Second)
-	if err := h.emitBatch(busyBatch("x-1", "x-2")...); err != nil {
-		t.Fatal(err)
-	}
-	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'o-%'`); log != n+2-2048 || marks != 2048 {
+	h.batch(busyBatch("x-1", "x-2")...)
+	if log, marks := h.marks("o-%"); log != n+2-2048 || marks != 2048 {
 		t.Fatalf("after the first fold: %d marks in the log, %d folded; want %d and 2048", log, marks, n+2-2048)
 	}
 	// The repeats of every order are deduped, whether their mark is folded
 	// or waits in memory; this batch folds the rest.
-	if err := h.emitBatch(busyBatch(orders...)...); err != nil {
-		t.Fatal(err)
-	}
-	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup`); log != 0 || marks != n+2 {
+	h.batch(busyBatch(orders...)...)
+	if log, marks := h.marks("%"); log != 0 || marks != n+2 {
 		t.Fatalf("after the second fold: %d marks in the log, %d folded; want 0 and %d", log, marks, n+2)
 	}
 	if got := len(h.reasons("deduped")); got != n {
 		t.Fatalf("%d repeats deduped, want %d", got, n)
 	}
 	// Folded and forgotten in memory: the table alone dedups them now.
-	if err := h.emitBatch(busyBatch(orders[:10]...)...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(busyBatch(orders[:10]...)...)
 	if got, want := h.count(`SELECT count(*) FROM outbox`), n+2; got != want {
 		t.Fatalf("%d notifications, want %d", got, want)
 	}
 	// A big batch (a backlog's) folds up to four marks an event at once:
 	// the log that waited and its own marks.
-	for i := range orders {
-		orders[i] = fmt.Sprintf("p-%d", i)
-	}
-	if err := h.emitBatch(busyBatch(orders[:600]...)...); err != nil {
-		t.Fatal(err)
-	}
+	orders = keys("p", n)
+	h.batch(busyBatch(orders[:600]...)...)
 	h.clk.Advance(time.Second)
-	if err := h.emitBatch(busyBatch(orders[600:]...)...); err != nil {
-		t.Fatal(err)
-	}
-	if log, marks := h.count(`SELECT count(*) FROM dedup_log`), h.count(`SELECT count(*) FROM dedup WHERE key LIKE 'p-%'`); log != 0 || marks != n {
+	h.batch(busyBatch(orders[600:]...)...)
+	if log, marks := h.marks("p-%"); log != 0 || marks != n {
 		t.Fatalf("after a big batch: %d marks in the log, %d folded; want 0 and %d", log, marks, n)
 	}
 }

@@ -429,12 +429,12 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 	// A batch of a few events means the stream is quiet: write what
 	// waits (up to quietFlush entities), so state on disk is current
 	// whenever events are not arriving (explain on the file, backups).
-	// Not at every batch below
-	// full: at half of the maximum rate batches hold a few hundred events
-	// and writing everything each time doubled the median latency. The
-	// threshold is at most quietBatch: tied to intake.batch alone it grew
-	// with the batch and wrote everything at every batch again
-	// (BENCHMARKS.md); with tiny batches configured, it is 1 (never).
+	// Not at every batch below full: at half of the maximum rate batches
+	// hold a few hundred events and writing everything each time doubled
+	// the median latency. The threshold is at most quietBatch: tied to
+	// intake.batch alone it grew with the batch and wrote everything at
+	// every batch again (BENCHMARKS.md); with tiny batches configured, it
+	// is 1 (never).
 	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1))
 	b.events = len(ps)
 	if err := e.commit(ctx, b); err != nil {

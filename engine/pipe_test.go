@@ -31,6 +31,14 @@ func (h *harness) emitBatch(evs ...streamEvent) error {
 	return h.eng.HandleBatch(h.ctx, ps)
 }
 
+// batch is emitBatch for a batch that must commit.
+func (h *harness) batch(evs ...streamEvent) {
+	h.t.Helper()
+	if err := h.emitBatch(evs...); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) outboxStatuses() []string {
 	h.t.Helper()
 	rows, err := h.st.W.Query(`SELECT ekey, json_extract(doc, '$.vars.eta'), status FROM outbox ORDER BY 1, 2`)
@@ -115,9 +123,7 @@ func TestAFailedQueuedWriteRollsTheBatchBack(t *testing.T) {
 	}
 	h.seq = before // the stream delivers the same events again
 	rebuild(h, nil)
-	if err := h.emitBatch(batch...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(batch...)
 	h.settle()
 	if got := h.sentSummary(); len(got) != 3 {
 		t.Fatalf("sent %v after the retry, want one notification per order", got)
@@ -152,9 +158,7 @@ func TestPoliciesSeeTheirBatchsOwnWrites(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		evs = append(evs, streamEvent{subject: "orders.promo", data: map[string]any{"order_id": fmt.Sprintf("o-3%d", i), "n": i}})
 	}
-	if err := h.emitBatch(evs...); err != nil {
-		t.Fatal(err)
-	}
+	h.batch(evs...)
 	h.settle()
 	eq(t, "sent", h.sentSummary(), []string{"cancelled o-1 email +0s", "late o-2 email +0s", "promo o-30 email +0s", "promo o-31 email +0s", "promo o-32 email +0s"})
 	inh := h.reasons("inhibited")

@@ -295,21 +295,14 @@ func TestFlushDoesNotWaitForAFailingJournal(t *testing.T) {
 func TestQuietBatchWritesABoundedShare(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
-	orders := make([]string, 600)
-	for i := range orders {
-		orders[i] = fmt.Sprintf("o-%d", i)
-	}
-	if err := h.emitBatch(busyBatch(orders...)...); err != nil {
-		t.Fatal(err)
-	}
+	orders := keys("o", 600)
+	h.batch(busyBatch(orders...)...)
 	written := func() int { return h.count(`SELECT count(*) FROM entities WHERE type = 'order'`) }
 	if n := written(); n != 0 {
 		t.Fatalf("%d orders written by a busy batch within the second, want 0", n)
 	}
 	for i, want := range []int{256, 512, 600} {
-		if err := h.emitBatch(streamEvent{subject: "orders.created", data: order(orders[i], "c-1")}); err != nil {
-			t.Fatal(err)
-		}
+		h.batch(streamEvent{subject: "orders.created", data: order(orders[i], "c-1")})
 		if n := written(); n != want {
 			t.Fatalf("after quiet batch %d: %d orders written, want %d", i+1, n, want)
 		}
