@@ -17,7 +17,7 @@ import (
 // allocating an error) before RFC 3339. The patch below rewrites those
 // nodes into calls of the functions here, which take the common case
 // directly and hand anything else to the very code expr would have run,
-// so results and errors stay the same (fastpath_test.go compares them).
+// so results and errors stay the same (exprfast_test.go compares them).
 
 // dateBuiltin is expr's own date().
 var dateBuiltin = builtin.Builtins[builtin.Index["date"]].Func
