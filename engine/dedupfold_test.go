@@ -131,7 +131,8 @@ func TestDedupLogFoldsOnceASecondAndAtStart(t *testing.T) {
 
 // TestFoldGoesOnOverBatches: a log longer than one chunk is folded over
 // the next batches, oldest marks first, and every mark dedups throughout:
-// from memory until its chunk is folded, from the table after.
+// from memory until its chunk is folded, from the table after; a big
+// batch folds more at once.
 func TestFoldGoesOnOverBatches(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
