@@ -60,6 +60,9 @@ type Options struct {
 	// StoreBusyTimeout, when set, replaces the store's 10 s wait for a
 	// lock another connection holds (tests of a failing store).
 	StoreBusyTimeout time.Duration
+	// HTTPGrace is how long Stop lets HTTP requests in progress finish
+	// before it closes their connections (default 5s).
+	HTTPGrace time.Duration
 }
 
 // Daemon is a running proactived.
@@ -366,6 +369,13 @@ func (d *Daemon) Store() *store.Store { return d.st }
 // Errors delivers fatal errors of the running loops.
 func (d *Daemon) Errors() <-chan error { return d.runErr }
 
+func (d *Daemon) closeHTTP() error {
+	if err := d.http.Close(); err != nil {
+		return fmt.Errorf("close HTTP: %w", err)
+	}
+	return nil
+}
+
 // Stop stops fetching, lets the in-flight batch commit and ack, stops the
 // dispatcher after its current sends, and closes everything. It is
 // idempotent and bounded by ctx.
@@ -377,8 +387,19 @@ func (d *Daemon) Stop(ctx context.Context) error {
 func (d *Daemon) shutdown(ctx context.Context) error {
 	var errs []error
 	if d.http != nil {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		errs = append(errs, d.http.Shutdown(sctx))
+		grace := d.o.HTTPGrace
+		if grace <= 0 {
+			grace = 5 * time.Second
+		}
+		sctx, cancel := context.WithTimeout(ctx, grace)
+		if err := d.http.Shutdown(sctx); err != nil {
+			// A client that holds a request open (a slow or half-sent one,
+			// or a connection that has not sent its first request yet) must
+			// not keep the daemon from stopping: the API has nothing to
+			// flush, so its connections are closed.
+			d.log.Warn("HTTP requests still open at stop; closing their connections", "after", grace, "err", err)
+			errs = append(errs, d.closeHTTP())
+		}
 		cancel()
 	}
 	if d.cancel != nil {
