@@ -136,6 +136,9 @@ func openDecisionIndex(ctx context.Context, w *sql.DB, path string) (*DecisionIn
 // little in WAL mode, and the daemon's RSS with a million entities is near
 // its 256 MB target.
 func openIndexWriter(path string) (*sql.DB, error) {
+	if err := create(IndexPath(path)); err != nil {
+		return nil, err
+	}
 	q := writerDSN(indexBusy, 4096, 16, "deferred")
 	ro := url.Values{}
 	ro.Set("mode", "ro")
