@@ -113,10 +113,7 @@ func indexEntries(t *testing.T, x *DecisionIndex) int {
 func TestDecisionIndexFindsIndexedAndTail(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	if got := st.Index.Path(); got != filepath.Join(filepath.Dir(path), "p.index.db") {
 		t.Fatalf("index file %s", got)
 	}
@@ -164,10 +161,7 @@ func TestDecisionIndexFindsIndexedAndTail(t *testing.T) {
 	}
 	x.Close()
 	w.Close()
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	if err := st.Index.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -190,10 +184,7 @@ func TestDecisionIndexOfAnotherMainFileIsRebuilt(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	addDecisions(t, st.W, 1, 100, 1_000, "")
 	// The backup as docs/operations.md takes it, while the daemon runs.
 	backup := filepath.Join(dir, "backup.db")
@@ -225,10 +216,7 @@ func TestDecisionIndexOfAnotherMainFileIsRebuilt(t *testing.T) {
 	}
 	addDecisions(t, w, 101, 100, 5_000, "x")
 	w.Close()
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	// Kept, the index would still hold the entries of the first 200
 	// decisions (600) and miss the new ones.
@@ -248,10 +236,7 @@ func TestDecisionIndexOfAnotherMainFileIsRebuilt(t *testing.T) {
 func TestReaderWithoutIndexFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	addDecisions(t, st.W, 1, 100, 1_000, "")
 	if err := st.Index.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -277,10 +262,7 @@ func TestReaderWithoutIndexFile(t *testing.T) {
 func TestDecisionIndexFailureShowsInReadiness(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	defer st.Close()
 	if err := st.Index.SetBusyTimeout(ctx, 50*time.Millisecond); err != nil {
 		t.Fatal(err)

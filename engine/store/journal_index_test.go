@@ -150,10 +150,7 @@ func TestJournalRowsOfOneEventShareTheChunk(t *testing.T) {
 func TestJournalTrimRewritesTheChunkItCuts(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	setMeta(t, st, "last_seq", 300)
 	straddling := append(journalRows(101, 100), journalRows(201, 50)...)
 	for i := 100; i < len(straddling); i++ {
@@ -179,10 +176,7 @@ func TestJournalTrimRewritesTheChunkItCuts(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	if d := st.Journal.Durable(); d != 200 {
 		t.Fatalf("durable %d, want 200", d)
@@ -250,10 +244,7 @@ func TestJournalLookupBuiltForChunksOfAnEarlierRun(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	newest := newestChunk(t, st.R)
 	deadline := time.Now().Add(20 * time.Second)

@@ -63,10 +63,7 @@ func journalCount(t *testing.T, db *sql.DB) (rows int, distinct int) {
 func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	if got := st.Journal.Path(); got != filepath.Join(filepath.Dir(path), "p.journal.db") {
 		t.Fatalf("journal file %s", got)
 	}
@@ -110,10 +107,7 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 		}
 	}
 
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	if d := st.Journal.Durable(); d != 305 {
 		t.Fatalf("durable after restart %d, want 305", d)
 	}
@@ -124,10 +118,7 @@ func TestJournalFileWritesRowsAndPosition(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	if d := st.Journal.Durable(); d != 250 {
 		t.Fatalf("durable with the main file at 250: %d", d)
@@ -146,10 +137,7 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 	for _, interrupted := range []bool{false, true} {
 		t.Run(fmt.Sprint("interrupted=", interrupted), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "p.db")
-			st, err := Open(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := openAt(t, path)
 			// The old layout: the journal table in the main file.
 			for _, s := range []string{
 				`CREATE TABLE journal (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
@@ -186,10 +174,7 @@ func TestJournalMovesOutOfTheMainFile(t *testing.T) {
 				}
 				j.Close()
 			}
-			st, err = Open(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			st = openAt(t, path)
 			defer st.Close()
 			if d := st.Journal.Durable(); d != 40 {
 				t.Fatalf("journal position %d, want 40 (moved with the rows)", d)

@@ -112,10 +112,7 @@ func TestJournalUpgradeFromRows(t *testing.T) {
 	}
 	checkLegacyJournal(t, ro, n)
 
-	st, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openAt(t, path)
 	defer st.Close()
 	if d := st.Journal.Durable(); d != uint64(n) {
 		t.Fatalf("durable %d, want %d", d, n)

@@ -7,6 +7,16 @@ import (
 	"testing"
 )
 
+// openAt opens the store at path, failing the test if it cannot.
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func pageSize(t *testing.T, db *sql.DB, schema string) int {
 	t.Helper()
 	var n int
@@ -19,12 +29,8 @@ func pageSize(t *testing.T, db *sql.DB, schema string) int {
 // TestNewFilesUsePageSize: every file a new store creates (main, journal,
 // decision index) has PageSize pages and is in WAL mode.
 func TestNewFilesUsePageSize(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	defer st.Close()
 	for _, f := range []struct {
 		name string
@@ -61,10 +67,7 @@ func TestOldPageSizeKept(t *testing.T) {
 	}
 	old.Close()
 
-	st, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openAt(t, path)
 	defer st.Close()
 	if got := pageSize(t, st.W, "main"); got != 4096 {
 		t.Errorf("reopened: page_size %d, want the file's 4096", got)
