@@ -143,6 +143,9 @@ type Engine struct {
 	// dedup log (dedupfold.go); lastFold is when that was.
 	pendingMarks map[[2]string]dedupVal
 	lastFold     time.Time
+	// lastBatch is when the last event batch committed: a small batch
+	// after a wait of quietGap means the stream is quiet.
+	lastBatch time.Time
 	// markLog are the marks of the log not folded yet, in log order, and
 	// markID the last log id given; folding says a fold goes on over
 	// several batches.
@@ -361,8 +364,17 @@ func (e *Engine) setMsg(ev *event.Event) {
 	e.msgEnv["time"] = ev.Time
 }
 
-// quietBatch: a batch smaller than this means the stream is quiet.
+// quietBatch: a batch smaller than this, after the engine waited
+// quietGap for it, means the stream is quiet.
 const quietBatch = 8
+
+// quietGap is how long the engine must have waited for a small batch for
+// it to count as quiet. Size alone was not enough: in a steady stream at
+// 10,000 events/s most batches hold a handful of events (the intake takes
+// what is waiting), and each wrote quietFlush entities that the next
+// events would change again, 5–10 ms a time (BENCHMARKS.md, eleventh
+// round). In such a stream the engine waits well under a millisecond.
+const quietGap = 50 * time.Millisecond
 
 // quietFlush is how many queued entity changes a quiet batch writes
 // before they are due. Writing all of them made one small batch in a
@@ -426,20 +438,22 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 		}
 	}
 	b.lastSeq = maxSeq
-	// A batch of a few events means the stream is quiet: write what
-	// waits (up to quietFlush entities), so state on disk is current
-	// whenever events are not arriving (explain on the file, backups).
+	// A batch of a few events after a wait (quietGap) means the stream is
+	// quiet: write what waits (up to quietFlush entities), so state on
+	// disk is current whenever events are not arriving (explain on the
+	// file, backups).
 	// Not at every batch below full: at half of the maximum rate batches
 	// hold a few hundred events and writing everything each time doubled
 	// the median latency. The threshold is at most quietBatch: tied to
 	// intake.batch alone it grew with the batch and wrote everything at
 	// every batch again (BENCHMARKS.md); with tiny batches configured, it
 	// is 1 (never).
-	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1))
+	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1)) && !e.lastBatch.After(e.now().Add(-quietGap))
 	b.events = len(ps)
 	if err := e.commit(ctx, b); err != nil {
 		return err
 	}
+	e.lastBatch = e.now()
 	if e.onCommit != nil {
 		e.onCommit(maxSeq, len(ps))
 	}

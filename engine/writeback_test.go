@@ -287,11 +287,11 @@ func TestFlushDoesNotWaitForAFailingJournal(t *testing.T) {
 	}
 }
 
-// TestQuietBatchWritesABoundedShare: a small batch means the stream is
-// quiet, so it writes entity changes before they are due — but at most
-// quietFlush (256) of them, so one small batch in a busy stream does not
-// hold up the events behind it; a quiet stream is written within a few
-// batches.
+// TestQuietBatchWritesABoundedShare: a small batch after a wait means
+// the stream is quiet, so it writes entity changes before they are due —
+// but at most quietFlush (256) of them, so a quiet stream is written
+// within a few batches without one batch holding up the events behind
+// it. Small batches back to back (a steady stream) write none early.
 func TestQuietBatchWritesABoundedShare(t *testing.T) {
 	h := newHarness(t, lateRule, foldConfig)
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
@@ -301,7 +301,16 @@ func TestQuietBatchWritesABoundedShare(t *testing.T) {
 	if n := written(); n != 0 {
 		t.Fatalf("%d orders written by a busy batch within the second, want 0", n)
 	}
+	// Small batches back to back are a steady stream, not a quiet one:
+	// each would write entities the next events change again.
+	for i := range 3 {
+		h.batch(streamEvent{subject: "orders.created", data: order(orders[i], "c-1")})
+	}
+	if n := written(); n != 0 {
+		t.Fatalf("%d orders written by small batches back to back, want 0", n)
+	}
 	for i, want := range []int{256, 512, 600} {
+		h.advance(100 * time.Millisecond) // more than the engine's quietGap (50 ms), far less than state_flush
 		h.batch(streamEvent{subject: "orders.created", data: order(orders[i], "c-1")})
 		if n := written(); n != want {
 			t.Fatalf("after quiet batch %d: %d orders written, want %d", i+1, n, want)
