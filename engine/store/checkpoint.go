@@ -27,7 +27,7 @@ import (
 
 const (
 	checkpointEvery = 250 * time.Millisecond
-	walRestartPages = 64 * 1024 // 256 MiB with 4 KiB pages
+	walRestartPages = 256 << 20 / PageSize // 256 MiB of the store's pages (128 MiB in a file of 4 KiB pages)
 )
 
 type checkpointer struct {
