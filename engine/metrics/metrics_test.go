@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,14 +140,55 @@ func TestSampleStore(t *testing.T) {
 	if got := value(t, m, "proactived_timers_pending", nil); got != 1 {
 		t.Errorf("timers_pending = %v", got)
 	}
-	// A status that empties reads 0 on the next sample.
+	// A waiting status that empties reads 0 on the next sample; the final
+	// ones (and unknown ones) are counted again every fullSampleEvery-th.
 	if _, err := st.W.ExecContext(ctx, `UPDATE outbox SET status = 'sent' WHERE status IN ('retry', 'odd-status')`); err != nil {
 		t.Fatal(err)
+	}
+	ins("5", "pending")
+	for i := 1; i < fullSampleEvery; i++ {
+		if err := m.SampleStore(ctx, st.R); err != nil {
+			t.Fatal(err)
+		}
+		if depth("retry") != 0 || depth("pending") != 1 || depth("sent") != 2 || depth("odd-status") != 1 {
+			t.Fatalf("sample %d: retry %v pending %v sent %v odd %v, want 0 1 and the final ones as counted before (2 1)",
+				i+1, depth("retry"), depth("pending"), depth("sent"), depth("odd-status"))
+		}
 	}
 	if err := m.SampleStore(ctx, st.R); err != nil {
 		t.Fatal(err)
 	}
-	if depth("sent") != 4 || depth("retry") != 0 || depth("odd-status") != 0 {
-		t.Errorf("after the update: sent %v retry %v odd %v", depth("sent"), depth("retry"), depth("odd-status"))
+	if depth("sent") != 4 || depth("retry") != 0 || depth("odd-status") != 0 || depth("pending") != 1 {
+		t.Errorf("at the full sample: sent %v retry %v odd %v pending %v", depth("sent"), depth("retry"), depth("odd-status"), depth("pending"))
+	}
+}
+
+// TestSampleStoreReadsOnlyWaitingRows: between full samples the depth
+// query reads the status index's ranges of the waiting statuses only, not
+// the final rows of the outbox's history.
+func TestSampleStoreReadsOnlyWaitingRows(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var plan []string
+	rows, err := st.R.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT status, count(*) FROM outbox WHERE status IN `+liveStatuses+` GROUP BY status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	rows.Close()
+	joined := strings.Join(plan, "; ")
+	if !strings.Contains(joined, "SEARCH outbox USING COVERING INDEX") || !strings.Contains(joined, "status=?") {
+		t.Fatalf("the waiting-status count does not search the status index: %s", joined)
 	}
 }
