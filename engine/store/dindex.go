@@ -283,7 +283,14 @@ func (x *DecisionIndex) run(ctx context.Context) {
 			t.Stop()
 			return
 		}
-		n, err := x.step(ctx)
+		// A step is not cancelled midway: with a cancellable context
+		// database/sql rolls a cancelled transaction back on a goroutine of
+		// its own, so close could return with the connection still open —
+		// it holds the main file attached, and the main file's and the
+		// index's WAL then outlived Store.Close (a flaky
+		// TestJournalFileWritesRowsAndPosition). A step is one bounded
+		// chunk; close waits for it.
+		n, err := x.step(context.WithoutCancel(ctx))
 		x.mu.Lock()
 		x.err = err
 		hurry, every := x.waiting > 0, x.every
