@@ -108,13 +108,20 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestSampleStore(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+// tempStore is a new store in a temporary directory, closed after the test.
+func tempStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestSampleStore(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
 	ins := func(id, status string) {
 		t.Helper()
 		if _, err := st.W.ExecContext(ctx, `INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, next_at, doc, created_at, updated_at)
@@ -168,11 +175,7 @@ func TestSampleStore(t *testing.T) {
 // the final rows of the outbox's history.
 func TestSampleStoreReadsOnlyWaitingRows(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempStore(t)
 	var plan []string
 	rows, err := st.R.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT status, count(*) FROM outbox WHERE status IN `+liveStatuses+` GROUP BY status`)
 	if err != nil {
