@@ -448,7 +448,7 @@ func (e *Engine) handleBatch(ctx context.Context, ps []*Prepared, upTo uint64) (
 	// intake.batch alone it grew with the batch and wrote everything at
 	// every batch again (BENCHMARKS.md); with tiny batches configured, it
 	// is 1 (never).
-	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1)) && !e.lastBatch.After(e.now().Add(-quietGap))
+	b.quiet = len(ps) < min(quietBatch, max(e.cfg.Intake.Batch/64, 1)) && e.now().Sub(e.lastBatch) >= quietGap
 	b.events = len(ps)
 	if err := e.commit(ctx, b); err != nil {
 		return err

@@ -153,6 +153,9 @@ func New(o Options) (*Daemon, error) {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 5 * time.Second
 	}
+	if o.HTTPGrace <= 0 {
+		o.HTTPGrace = 5 * time.Second
+	}
 	// Every line the daemon writes goes through the address mask.
 	o.Logger = slog.New(logmask.New(o.Logger.Handler()))
 	if err := httpapi.CheckListen(o.Config.HTTP.Addr, o.Config.HTTP.Token.Reveal()); err != nil {
@@ -369,13 +372,6 @@ func (d *Daemon) Store() *store.Store { return d.st }
 // Errors delivers fatal errors of the running loops.
 func (d *Daemon) Errors() <-chan error { return d.runErr }
 
-func (d *Daemon) closeHTTP() error {
-	if err := d.http.Close(); err != nil {
-		return fmt.Errorf("close HTTP: %w", err)
-	}
-	return nil
-}
-
 // Stop stops fetching, lets the in-flight batch commit and ack, stops the
 // dispatcher after its current sends, and closes everything. It is
 // idempotent and bounded by ctx.
@@ -387,18 +383,16 @@ func (d *Daemon) Stop(ctx context.Context) error {
 func (d *Daemon) shutdown(ctx context.Context) error {
 	var errs []error
 	if d.http != nil {
-		grace := d.o.HTTPGrace
-		if grace <= 0 {
-			grace = 5 * time.Second
-		}
-		sctx, cancel := context.WithTimeout(ctx, grace)
+		sctx, cancel := context.WithTimeout(ctx, d.o.HTTPGrace)
 		if err := d.http.Shutdown(sctx); err != nil {
 			// A client that holds a request open (a slow or half-sent one,
 			// or a connection that has not sent its first request yet) must
 			// not keep the daemon from stopping: the API has nothing to
 			// flush, so its connections are closed.
-			d.log.Warn("HTTP requests still open at stop; closing their connections", "after", grace, "err", err)
-			errs = append(errs, d.closeHTTP())
+			d.log.Warn("HTTP requests still open at stop; closing their connections", "after", d.o.HTTPGrace, "err", err)
+			if err := d.http.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close HTTP: %w", err))
+			}
 		}
 		cancel()
 	}

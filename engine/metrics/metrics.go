@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,13 +75,7 @@ type Metrics struct {
 // not the outbox's history.
 const liveStatuses = `('pending', 'deferred', 'retry', 'sending')`
 
-func isLive(status string) bool {
-	switch status {
-	case "pending", "deferred", "retry", "sending":
-		return true
-	}
-	return false
-}
+func isLive(status string) bool { return strings.Contains(liveStatuses, "'"+status+"'") }
 
 // fullSampleEvery: the final statuses (sent, failed, superseded, capped)
 // are counted at every fullSampleEvery-th sample only (every minute at

@@ -159,9 +159,11 @@ func create(path string) error {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return nil // there is a file, or Open's own error will say why not
 	}
-	db := sql.OpenDB(connector{drv: &sqlite3.SQLiteDriver{}, dsn: "file:" + path})
+	db, err := openSingle(path, url.Values{})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
 	defer db.Close()
-	db.SetMaxOpenConns(1)
 	for _, q := range []string{fmt.Sprintf(`PRAGMA page_size = %d`, PageSize), `PRAGMA journal_mode = WAL`} {
 		if _, err := db.Exec(q); err != nil {
 			return fmt.Errorf("create %s: %w", path, err)
