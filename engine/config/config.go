@@ -33,6 +33,10 @@ type Config struct {
 	Support  Support            `yaml:"support"`
 	Channels map[string]Channel `yaml:"-"`
 	Log      Log                `yaml:"log"`
+	// Retention (beside SPEC) is how long decisions, finished
+	// notifications, delivery attempts, support contacts, remembered event
+	// ids and the journal are kept in SQLite; 0 keeps them forever.
+	Retention Duration `yaml:"retention"`
 
 	// File is the path the config was read from ("" = built-in defaults).
 	File string `yaml:"-"`
@@ -180,6 +184,15 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns the value as time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// String writes whole days as days ("90d"), as the config does.
+func (d Duration) String() string {
+	const day = 24 * time.Hour
+	if v := time.Duration(d); v != 0 && v%day == 0 {
+		return fmt.Sprintf("%dd", v/day)
+	}
+	return time.Duration(d).String()
+}
+
 // Default returns the built-in configuration (SPEC.md "Running it").
 func Default() *Config {
 	return &Config{
@@ -197,9 +210,10 @@ func Default() *Config {
 			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second)},
 			ScheduleGrace: Duration(time.Hour),
 		},
-		Intake:  Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096},
-		Support: Support{Subject: "support.contacts"},
-		Log:     Log{Level: "info", Format: "auto"},
+		Intake:    Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096},
+		Support:   Support{Subject: "support.contacts"},
+		Log:       Log{Level: "info", Format: "auto"},
+		Retention: Duration(90 * 24 * time.Hour),
 		Channels: map[string]Channel{
 			"console": {Name: "console", Type: "log"},
 		},
@@ -369,9 +383,10 @@ var cfgShape = shape{
 		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil},
 		"schedule_grace": nil,
 	},
-	"intake":  {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
-	"support": {"subject": nil},
-	"log":     {"level": nil, "format": nil},
+	"intake":    {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
+	"support":   {"subject": nil},
+	"log":       {"level": nil, "format": nil},
+	"retention": nil,
 }
 
 func checkKeys(file string, n *yaml.Node, s shape) error {
@@ -445,6 +460,15 @@ func (c *Config) Validate() error {
 		if _, err := ParseClock(qh.End); err != nil {
 			errs = append(errs, fmt.Sprintf("policy.quiet_hours.end: %v", err))
 		}
+	}
+	switch r := c.Retention.D(); {
+	case r < 0:
+		errs = append(errs, "retention must not be negative (0 keeps history forever)")
+	case r > 0 && r < 24*time.Hour:
+		errs = append(errs, "retention must be at least 24h (or 0 to keep history forever)")
+	case r > 0 && r < c.Policy.FrequencyCap.Per.D():
+		errs = append(errs, fmt.Sprintf("retention (%s) must cover policy.frequency_cap.per (%s): the cap counts the notifications sent in that window",
+			c.Retention, c.Policy.FrequencyCap.Per))
 	}
 	for _, ch := range c.Defaults.Channels {
 		if _, ok := c.Channels[ch]; !ok {

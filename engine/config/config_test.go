@@ -72,6 +72,9 @@ func TestParseErrorsArePositionedAndSecretFree(t *testing.T) {
 		{"channel without type", "channels:\n  email: { host: h }\n", `p.yaml:2:3: channel "email": missing type`},
 		{"unknown default channel", "defaults: { channels: [fax] }\n", `unknown channel "fax"`},
 		{"bad quiet hours", "policy: { quiet_hours: { start: \"25:00\", end: \"07:00\" } }\n", `invalid time of day "25:00"`},
+		{"retention too short", "retention: 2h\n", `retention must be at least 24h (or 0 to keep history forever)`},
+		{"retention below the cap's window", "policy: { frequency_cap: { per: 14d } }\nretention: 7d\n", `retention (7d) must cover policy.frequency_cap.per (14d)`},
+		{"negative retention", "retention: -1d\n", `retention must not be negative`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,6 +86,19 @@ func TestParseErrorsArePositionedAndSecretFree(t *testing.T) {
 				t.Fatal("secret in error")
 			}
 		})
+	}
+}
+
+// TestRetention: 90 days unless set; 0 keeps history forever.
+func TestRetention(t *testing.T) {
+	if got := Default().Retention; got.D() != 90*24*time.Hour || got.String() != "90d" {
+		t.Errorf("default retention %v", got)
+	}
+	for doc, want := range map[string]time.Duration{"retention: 0\n": 0, "retention: 400d\n": 400 * 24 * time.Hour, "retention: 36h\n": 36 * time.Hour} {
+		cfg := Default()
+		if err := Parse(cfg, "p.yaml", []byte(doc), env(nil)); err != nil || cfg.Retention.D() != want {
+			t.Errorf("%q: retention %v, err %v; want %v", doc, cfg.Retention, err, want)
+		}
 	}
 }
 

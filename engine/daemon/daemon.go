@@ -63,6 +63,10 @@ type Options struct {
 	// HTTPGrace is how long Stop lets HTTP requests in progress finish
 	// before it closes their connections (default 5s).
 	HTTPGrace time.Duration
+	// PruneEvery is how often history older than the config's retention
+	// (and expired dedup marks) is deleted (default 1h; the first round
+	// runs a minute after start, or after PruneEvery if that is shorter).
+	PruneEvery time.Duration
 }
 
 // Daemon is a running proactived.
@@ -155,6 +159,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	if o.HTTPGrace <= 0 {
 		o.HTTPGrace = 5 * time.Second
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = time.Hour
 	}
 	// Every line the daemon writes goes through the address mask.
 	o.Logger = slog.New(logmask.New(o.Logger.Handler()))

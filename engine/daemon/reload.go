@@ -123,6 +123,11 @@ func (d *Daemon) startBackground(ctx context.Context) {
 			func(ctx context.Context) error { _, err := d.intake.Pending(ctx); return err },
 		)
 	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.runPruner(ctx)
+	}()
 	if d.o.WatchDebounce < 0 {
 		return
 	}

@@ -54,6 +54,7 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	rulesLoaded   prometheus.Gauge
 	timersPending prometheus.Gauge
+	pruned        *prometheus.CounterVec
 
 	// Caches of labelled children. The engine calls from one goroutine,
 	// the dispatcher from many: a read lock keeps lookups cheap.
@@ -127,6 +128,8 @@ func New() *Metrics {
 			Help: "Rules in the set in force."}),
 		timersPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "timers_pending",
 			Help: "Armed timers (absence deadlines, for: hold-downs, promises), sampled periodically."}),
+		pruned: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "history_pruned_rows_total",
+			Help: "Rows deleted from SQLite because they are older than the retention (or expired dedup marks), by table."}, []string{"table"}),
 		rules:     map[string]*ruleSeries{},
 		decided:   map[decisionKey]prometheus.Counter{},
 		dead:      map[string]prometheus.Counter{},
@@ -137,7 +140,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.consumed, m.deadLettered, m.pending, m.evaluations, m.fires, m.ruleErrors, m.decisions,
-		m.outboxDepth, m.attempts, m.duration, m.reloads, m.rulesLoaded, m.timersPending,
+		m.outboxDepth, m.attempts, m.duration, m.reloads, m.rulesLoaded, m.timersPending, m.pruned,
 	)
 	// Series that alerts rely on exist from the start, at zero.
 	for _, r := range []string{"ok", "error"} {
@@ -264,6 +267,13 @@ func (m *Metrics) Reloaded(ok bool, rules int) {
 	}
 	m.reloads.WithLabelValues("ok").Inc()
 	m.rulesLoaded.Set(float64(rules))
+}
+
+// Pruned counts rows deleted by history retention, by table.
+func (m *Metrics) Pruned(deleted map[string]int64) {
+	for table, n := range deleted {
+		m.pruned.WithLabelValues(table).Add(float64(n))
+	}
 }
 
 // RulesLoaded sets the size of the rule set in force (start-up).

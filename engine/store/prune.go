@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// History retention. Decisions, finished notifications, delivery attempts,
+// support contacts, remembered event ids and the journal grow with every
+// event; without a bound the files of a busy shop grow forever and every
+// scan over them (a full outbox count, a backup) with them. A Pruner
+// deletes what is older than the retention period, a bounded page of each
+// table per Step, so no statement holds a writer long: the main file's
+// writer is the engine's, and a page waits only for the batch in progress.
+//
+// What is never deleted, whatever its age: a notification still waiting
+// (pending, deferred, retry, sending), and the newest row of a table whose
+// ids SQLite hands out as max+1 (a decision, an attempt, a contact), so an
+// id is never handed out twice (the decision index's position names one).
+// Expired dedup marks go whatever the retention: nothing reads them.
+
+// PrunePage is the most rows a Step examines in one table.
+const PrunePage = 2000
+
+// waitingStatuses are the outbox statuses of a notification not finished.
+const waitingStatuses = `('pending', 'deferred', 'retry', 'sending')`
+
+// Pruner deletes history older than a retention period. It is used by one
+// goroutine at a time.
+type Pruner struct {
+	s    *Store
+	page int
+	// cursors: where each table's walk goes on (a rowid or a key, as
+	// SQL arguments); nil = from the start.
+	cursors map[string][]any
+}
+
+// NewPruner returns a pruner of s.
+func (s *Store) NewPruner() *Pruner {
+	return &Pruner{s: s, page: PrunePage, cursors: map[string][]any{}}
+}
+
+// walk is one table's pruning: either in the order of an integer id whose
+// order follows time (ord is then the time column checked for the end of
+// the old part), or over its whole key in pages (ord empty).
+type walk struct {
+	name string  // for the counts and errors; also the cursor's key
+	db   *sql.DB // the file's writer
+	tbl  string
+	key  []string // the id column, or the primary key's columns
+	ord  string   // the time column that follows the id; "" = key walk
+	cond string   // what a row to delete satisfies; ?1 = arg (may be unused)
+	arg  int64    // the cutoff, Unix milliseconds
+	// after: the walk waits for every walk before it to end its round.
+	after bool
+}
+
+// Step deletes one page of old rows from each table: rows older than
+// now-keep (keep 0: no retention, only expired dedup marks), and index
+// entries whose row is gone. more reports whether some table has more to
+// examine (call again); deleted counts the rows deleted by table.
+func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (deleted map[string]int64, more bool, err error) {
+	deleted = map[string]int64{}
+	walks := []walk{{
+		name: "dedup", db: p.s.W, tbl: "dedup", key: []string{"rule", "key"},
+		cond: `until < ?1`, arg: Millis(now),
+	}}
+	if keep > 0 {
+		cutoff := Millis(now.Add(-keep))
+		walks = append(walks,
+			walk{name: "decisions", db: p.s.W, tbl: "decisions", key: []string{"id"}, ord: "at",
+				cond: `at < ?1 AND id < (SELECT max(id) FROM decisions)`, arg: cutoff},
+			walk{name: "outbox", db: p.s.W, tbl: "outbox", key: []string{"rowid"}, ord: "created_at",
+				cond: `updated_at < ?1 AND status NOT IN ` + waitingStatuses, arg: cutoff},
+			walk{name: "attempts", db: p.s.W, tbl: "attempts", key: []string{"id"}, ord: "at",
+				cond: `at < ?1 AND id < (SELECT max(id) FROM attempts)`, arg: cutoff},
+			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "at",
+				cond: `at < ?1 AND id < (SELECT max(id) FROM contacts)`, arg: cutoff},
+			walk{name: "seen_ids", db: p.s.W, tbl: "seen_ids", key: []string{"id"},
+				cond: `at < ?1`, arg: cutoff},
+			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "max_at",
+				cond: `max_at < ?1`, arg: cutoff},
+			// Look-up entries whose row is gone. Readers skip them anyway
+			// (dindex.go, journal.go); this only bounds the files.
+			walk{name: "journal_lookup", db: p.s.Journal.db, tbl: "journal_chunk_entity", key: []string{"etype", "ekey", "chunk"}, after: true,
+				cond: `NOT EXISTS (SELECT 1 FROM journal_chunks c WHERE c.id = chunk)`},
+		)
+		for _, t := range [][]string{{"decision_entity", "etype", "ekey", "id"}, {"decision_customer", "customer", "id"}, {"decision_rule", "rule", "id"}} {
+			walks = append(walks, walk{name: t[0], db: p.s.Index.db, tbl: t[0], key: t[1:], after: true,
+				// The indexer writes entries only for decisions it read, so
+				// an entry without its decision is one pruning deleted.
+				cond: `NOT EXISTS (SELECT 1 FROM src.decisions d WHERE d.id = ` + t[0] + `.id)`})
+		}
+	}
+	for _, w := range walks {
+		if w.after && more {
+			// A look-up's walk checks rows the walks before it are still
+			// deleting: it starts its round once theirs ended.
+			continue
+		}
+		n, m, err := p.step(ctx, w)
+		if err != nil {
+			return deleted, more, fmt.Errorf("prune %s: %w", w.name, err)
+		}
+		if n > 0 {
+			deleted[w.name] = n
+		}
+		more = more || m
+	}
+	return deleted, more, nil
+}
+
+// step examines one page of w's table from its cursor and deletes the
+// rows in it that w.cond selects. The walk's round ends (the cursor goes
+// back to the start) at the table's end, or, for a walk in time order,
+// at a page that reaches rows as new as the cutoff.
+func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, err error) {
+	keys := strings.Join(w.key, ", ")
+	cur := p.cursors[w.name]
+	after, args := "", []any{}
+	if cur != nil {
+		after = ` WHERE (` + keys + `) > (` + placeholders(len(cur)) + `)`
+		args = append(args, cur...)
+	}
+	cols := keys
+	if w.ord != "" {
+		cols += ", " + w.ord
+	}
+	// The page's last row: its key bounds the delete (a range of the
+	// primary key, read in key order, never a scan of the table).
+	row := w.db.QueryRowContext(ctx, `SELECT `+cols+` FROM `+w.tbl+after+` ORDER BY `+keys+` LIMIT 1 OFFSET ?`, append(args, p.page-1)...)
+	last := make([]any, len(w.key))
+	dest := make([]any, 0, len(w.key)+1)
+	for i := range last {
+		dest = append(dest, &last[i])
+	}
+	var ord int64
+	if w.ord != "" {
+		dest = append(dest, &ord)
+	}
+	end := false
+	switch err := row.Scan(dest...); {
+	case errors.Is(err, sql.ErrNoRows):
+		end = true // a short page: the rest of the table
+	case err != nil:
+		return 0, false, err
+	}
+	q := `DELETE FROM ` + w.tbl + ` WHERE (` + w.cond + `)`
+	dargs := []any{w.arg}
+	if cur != nil {
+		q += ` AND (` + keys + `) > (` + placeholders(len(cur)) + `)`
+		dargs = append(dargs, cur...)
+	}
+	if !end {
+		q += ` AND (` + keys + `) <= (` + placeholders(len(last)) + `)`
+		dargs = append(dargs, last...)
+	}
+	res, err := w.db.ExecContext(ctx, numbered(q), dargs...)
+	if err != nil {
+		return 0, false, err
+	}
+	deleted, err = res.RowsAffected()
+	if err != nil {
+		return 0, false, err
+	}
+	if end || (w.ord != "" && ord >= w.arg) {
+		delete(p.cursors, w.name)
+		return deleted, false, nil
+	}
+	p.cursors[w.name] = last
+	return deleted, true, nil
+}
+
+// placeholders is n comma-separated anonymous parameters.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// numbered numbers the anonymous parameters of q from ?2 on: ?1 is the
+// cutoff, which cond may use more than once.
+func numbered(q string) string {
+	var b strings.Builder
+	n := 1
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' && (i+1 == len(q) || q[i+1] < '0' || q[i+1] > '9') {
+			n++
+			fmt.Fprintf(&b, "?%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
