@@ -259,8 +259,8 @@ func TestJournalWriteFailureIsRetried(t *testing.T) {
 }
 
 // journalSQL is the nth (from 0) SQL docs/security.md gives for the
-// journal file, as it is written there: 0, the retention purge; 1, the
-// erasure of an entity's events.
+// journal file, as it is written there: 0, the erasure of an entity's
+// events.
 func journalSQL(t *testing.T, nth int) []string {
 	t.Helper()
 	doc, err := os.ReadFile("../../docs/security.md")
@@ -287,11 +287,11 @@ func journalSQL(t *testing.T, nth int) []string {
 	return stmts
 }
 
-// TestJournalPurgeBesideTheWriter: the retention purge docs/security.md
-// gives for the journal file runs while the daemon writes it, deletes the
-// chunks whose events are all older than the limit and their look-up
-// entries, and the writer goes on after it. A reader meanwhile takes a
-// look-up entry whose chunk is gone for none.
+// TestJournalPurgeBesideTheWriter: retention (Pruner) deletes the chunks
+// whose events are all older than the limit, and their look-up entries,
+// while the writer goes on. A reader that meets a look-up entry whose
+// chunk is gone (deleted and not yet followed by its entries) takes it
+// for none.
 func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
 	st, path := openAhead(t)
@@ -314,24 +314,34 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	purge := journalSQL(t, 0)
-	// The chunks alone first: the look-up still names the old one.
-	if _, err := ops.Exec(purge[0]); err != nil {
+	// The chunk alone first, by hand: the look-up still names it.
+	if _, err := ops.Exec(`DELETE FROM journal_chunks WHERE max_at < ?`, time.Now().Add(-24*time.Hour).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100); err != nil || len(got) != 7 || got[6].Seq < 51 {
 		t.Fatalf("o-1 after the purge: %d rows (%v), want its 7 recent ones", len(got), err)
 	}
-	for _, q := range purge[1:] {
-		if _, err := ops.Exec(q); err != nil {
+	var stale int
+	if err := ops.QueryRow(`SELECT count(*) FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`).Scan(&stale); err != nil || stale == 0 {
+		t.Fatalf("%d look-up entries name the deleted chunk (%v): the test deletes nothing", stale, err)
+	}
+	// Retention, beside the writer: an old chunk written meanwhile and the
+	// stale entries go.
+	older := journalRows(101, 10)
+	st.Journal.Append(older, 110)
+	if err := st.Journal.SyncIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := st.NewPruner()
+	for more := true; more; {
+		if _, more, err = p.Step(ctx, time.Now(), 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var stale int
 	if err := ops.QueryRow(`SELECT count(*) FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`).Scan(&stale); err != nil || stale != 0 {
 		t.Fatalf("%d look-up entries name purged chunks (%v)", stale, err)
 	}
-	st.Journal.Append(journalRows(101, 10), 110)
+	st.Journal.Append(journalRows(111, 10), 120)
 	if err := st.Journal.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -339,8 +349,8 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 60 || all[0].Seq != 51 {
-		t.Fatalf("after the purge: %d rows, want 60 from seq 51", len(all))
+	if len(all) != 60 || all[0].Seq != 51 || all[50].Seq != 111 {
+		t.Fatalf("after the purge: %d rows, want the 50 from seq 51 and the 10 from 111", len(all))
 	}
 }
 
@@ -378,7 +388,7 @@ func TestJournalEraseOfAnEntity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	for _, q := range journalSQL(t, 1) {
+	for _, q := range journalSQL(t, 0) {
 		if _, err := ops.Exec(q); err != nil {
 			t.Fatal(err)
 		}
