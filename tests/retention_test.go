@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/daemon"
+	"github.com/proactived/proactived/engine/store"
 )
 
 // TestRetentionPrunesOldHistory runs the daemon with `retention: 7d` on a
@@ -43,6 +45,16 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 		return n
 	}
 	notify("p-1", 1)
+	// A support contact forwarded late, stamped a year back: its age is
+	// its arrival's, so it stays as long as p-2's things.
+	late := time.Now().UTC().AddDate(-1, 0, 0).Format(time.RFC3339)
+	e.publish("support.contacts", fmt.Sprintf(`{"customer":"c-ru","entity":{"type":"parcel","key":"p-1"},"topic":"wismo","status":"closed","time":%q}`, late), "")
+	waitFor(t, 10*time.Second, func() error {
+		if n := count(`SELECT count(*) FROM contacts`); n != 1 {
+			return fmt.Errorf("%d contacts", n)
+		}
+		return nil
+	})
 	waitFor(t, 10*time.Second, func() error {
 		if n := count(`SELECT count(*) FROM outbox WHERE ekey = 'p-1' AND status = 'sent'`); n != 1 {
 			return fmt.Errorf("%d sent rows for p-1", n)
@@ -54,6 +66,20 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if d := e.decisions("parcel-late parcel:p-1"); len(d) == 0 {
 		t.Fatalf("p-1's decisions pruned before the retention: %v", e.decisions(""))
+	}
+
+	// Arrived six days ago: a late contact is kept.
+	vc.Advance(6 * 24 * time.Hour)
+	e.publish("support.contacts", fmt.Sprintf(`{"customer":"c-ru","entity":{"type":"parcel","key":"p-2"},"topic":"wismo","status":"closed","time":%q}`, late), "")
+	waitFor(t, 10*time.Second, func() error {
+		if n := count(`SELECT count(*) FROM contacts`); n != 2 {
+			return fmt.Errorf("%d contacts", n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	if n := count(`SELECT count(*) FROM contacts`); n != 2 {
+		t.Fatalf("a contact that arrived six days ago was pruned (%d left): its age is its own time's", n)
 	}
 
 	vc.Advance(2 * 24 * time.Hour)
@@ -71,6 +97,12 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 		if n := count(`SELECT count(*) FROM seen_ids WHERE id = 'evt-p-1'`); n != 0 {
 			return fmt.Errorf("p-1's event id still remembered")
 		}
+		if n := count(`SELECT count(*) FROM contacts WHERE ekey = 'p-1'`); n != 0 {
+			return fmt.Errorf("p-1's contact left")
+		}
+		if ev, _, err := store.JournalEvents(context.Background(), e.d.Store().R, "parcel", "p-1", 10); err != nil || len(ev) != 0 {
+			return fmt.Errorf("p-1's journal: %d events (%v)", len(ev), err)
+		}
 		return nil
 	})
 	if n := count(`SELECT count(*) FROM decisions WHERE ekey = 'p-2'`); n == 0 {
@@ -81,6 +113,12 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 	}
 	if n := count(`SELECT count(*) FROM seen_ids WHERE id = 'evt-p-2'`); n != 1 {
 		t.Errorf("p-2's event id forgotten")
+	}
+	if n := count(`SELECT count(*) FROM contacts WHERE ekey = 'p-2'`); n != 1 {
+		t.Errorf("p-2's late-stamped contact was pruned")
+	}
+	if ev, _, err := store.JournalEvents(context.Background(), e.d.Store().R, "parcel", "p-2", 10); err != nil || len(ev) != 2 {
+		t.Errorf("p-2's journal: %d events (%v), want 2", len(ev), err)
 	}
 	resp := e.api("/metrics")
 	body, _ := io.ReadAll(resp.Body)

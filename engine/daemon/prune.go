@@ -30,6 +30,12 @@ func (d *Daemon) runPruner(ctx context.Context) {
 func (d *Daemon) pruneRound(ctx context.Context, p *store.Pruner) {
 	keep := d.cfg.Retention.D()
 	start := time.Now()
+	if err := p.Mark(ctx, d.o.Clock.Now(), keep); err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("pruning old history failed; trying again next round", "err", err, "next", d.o.PruneEvery)
+		}
+		return
+	}
 	total := map[string]int64{}
 	for {
 		got, more, err := p.Step(ctx, d.o.Clock.Now(), keep)

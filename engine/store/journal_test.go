@@ -288,24 +288,28 @@ func journalSQL(t *testing.T, nth int) []string {
 }
 
 // TestJournalPurgeBesideTheWriter: retention (Pruner) deletes the chunks
-// whose events are all older than the limit, and their look-up entries,
+// that arrived before the mark at the cutoff, and their look-up entries,
 // while the writer goes on. A reader that meets a look-up entry whose
 // chunk is gone (deleted and not yet followed by its entries) takes it
 // for none.
 func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
 	st, path := openAhead(t)
-	old := journalRows(1, 50) // at: 1970
-	recent := journalRows(51, 50)
-	for i := range recent {
-		recent[i].At = time.Now().UnixMilli()
-	}
-	// Two writes: two chunks, one old, one recent.
-	st.Journal.Append(old, 50)
+	now := time.Now()
+	// Three writes, three chunks: two before the mark, one after it.
+	st.Journal.Append(journalRows(1, 50), 50)
 	if err := st.Journal.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st.Journal.Append(recent, 100)
+	st.Journal.Append(journalRows(51, 10), 60)
+	if err := st.Journal.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := st.NewPruner()
+	if err := p.Mark(ctx, now.Add(-48*time.Hour), 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	st.Journal.Append(journalRows(61, 50), 110)
 	if err := st.Journal.SyncIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -314,27 +318,21 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	// The chunk alone first, by hand: the look-up still names it.
-	if _, err := ops.Exec(`DELETE FROM journal_chunks WHERE max_at < ?`, time.Now().Add(-24*time.Hour).UnixMilli()); err != nil {
+	// The first chunk alone first, by hand: the look-up still names it.
+	if _, err := ops.Exec(`DELETE FROM journal_chunks WHERE max_seq <= 50`); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100); err != nil || len(got) != 7 || got[6].Seq < 51 {
-		t.Fatalf("o-1 after the purge: %d rows (%v), want its 7 recent ones", len(got), err)
+	if got, _, err := JournalEvents(ctx, st.R, "order", "o-1", 100); err != nil || len(got) != 8 || got[0].Seq < 51 {
+		t.Fatalf("o-1 after the purge: %d rows (%v), want its 8 from seq 51 on", len(got), err)
 	}
 	var stale int
 	if err := ops.QueryRow(`SELECT count(*) FROM journal_chunk_entity WHERE chunk NOT IN (SELECT id FROM journal_chunks)`).Scan(&stale); err != nil || stale == 0 {
 		t.Fatalf("%d look-up entries name the deleted chunk (%v): the test deletes nothing", stale, err)
 	}
-	// Retention, beside the writer: an old chunk written meanwhile and the
-	// stale entries go.
-	older := journalRows(101, 10)
-	st.Journal.Append(older, 110)
-	if err := st.Journal.SyncIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p := st.NewPruner()
+	// Retention, beside the writer: the second chunk and the stale entries
+	// go; the third, which arrived after the mark, stays.
 	for more := true; more; {
-		if _, more, err = p.Step(ctx, time.Now(), 24*time.Hour); err != nil {
+		if _, more, err = p.Step(ctx, now, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -349,8 +347,8 @@ func TestJournalPurgeBesideTheWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 60 || all[0].Seq != 51 || all[50].Seq != 111 {
-		t.Fatalf("after the purge: %d rows, want the 50 from seq 51 and the 10 from 111", len(all))
+	if len(all) != 60 || all[0].Seq != 61 || all[59].Seq != 120 {
+		t.Fatalf("after the purge: %d rows, want the 60 from seq 61", len(all))
 	}
 }
 

@@ -17,6 +17,14 @@ import (
 // table per Step, so no statement holds a writer long: the main file's
 // writer is the engine's, and a page waits only for the batch in progress.
 //
+// Age is time since arrival, on the engine's clock. Decisions,
+// notifications, attempts and event ids carry that time. Support contacts
+// and journal rows carry the event's own time, which a producer may set
+// years back (a helpdesk's contacts forwarded after the fact): for them
+// Mark records, each round, the newest id a table has, and a row goes once
+// a mark at or before the cutoff covers its id. A file from before marks
+// keeps its contacts and journal until the first mark is old enough.
+//
 // What is never deleted, whatever its age: a notification still waiting
 // (pending, deferred, retry, sending), and the newest row of a table whose
 // ids SQLite hands out as max+1 (a decision, an attempt, a contact), so an
@@ -59,6 +67,49 @@ type walk struct {
 	after bool
 }
 
+// marked are the tables whose age is told by arrival marks, and the
+// writer of the file each is in.
+func (p *Pruner) marked() []struct {
+	tbl string
+	db  *sql.DB
+} {
+	return []struct {
+		tbl string
+		db  *sql.DB
+	}{{"contacts", p.s.W}, {"journal_chunks", p.s.Journal.db}}
+}
+
+// Mark records the newest id of each table aged by arrival, at now, and
+// forgets the marks a later mark at or before now-keep makes useless. The
+// daemon calls it at the start of each round.
+func (p *Pruner) Mark(ctx context.Context, now time.Time, keep time.Duration) error {
+	if keep <= 0 {
+		return nil
+	}
+	for _, m := range p.marked() {
+		var id int64
+		if err := m.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM `+m.tbl).Scan(&id); err != nil {
+			return fmt.Errorf("mark %s: %w", m.tbl, err)
+		}
+		if _, err := p.s.W.ExecContext(ctx, `INSERT OR REPLACE INTO prune_marks (tbl, at, id) VALUES (?, ?, ?)`, m.tbl, Millis(now), id); err != nil {
+			return fmt.Errorf("mark %s: %w", m.tbl, err)
+		}
+		if _, err := p.s.W.ExecContext(ctx, `DELETE FROM prune_marks WHERE tbl = ?1 AND at < (SELECT max(at) FROM prune_marks WHERE tbl = ?1 AND at <= ?2)`,
+			m.tbl, Millis(now.Add(-keep))); err != nil {
+			return fmt.Errorf("mark %s: %w", m.tbl, err)
+		}
+	}
+	return nil
+}
+
+// arrived is the newest id of tbl that arrived at or before cutoff: the
+// id of the newest mark not after it (0: none).
+func (p *Pruner) arrived(ctx context.Context, tbl string, cutoff int64) (int64, error) {
+	var id int64
+	err := p.s.W.QueryRowContext(ctx, `SELECT coalesce((SELECT id FROM prune_marks WHERE tbl = ? AND at <= ? ORDER BY at DESC LIMIT 1), 0)`, tbl, cutoff).Scan(&id)
+	return id, err
+}
+
 // Step deletes one page of old rows from each table: rows older than
 // now-keep (keep 0: no retention, only expired dedup marks), and index
 // entries whose row is gone. more reports whether some table has more to
@@ -71,6 +122,16 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 	}}
 	if keep > 0 {
 		cutoff := Millis(now.Add(-keep))
+		// Tables aged by arrival: walked in id order up to the marked id
+		// (the walk's time column is the id itself).
+		contacts, err := p.arrived(ctx, "contacts", cutoff)
+		if err != nil {
+			return deleted, false, fmt.Errorf("prune contacts: %w", err)
+		}
+		chunks, err := p.arrived(ctx, "journal_chunks", cutoff)
+		if err != nil {
+			return deleted, false, fmt.Errorf("prune journal: %w", err)
+		}
 		walks = append(walks,
 			walk{name: "decisions", db: p.s.W, tbl: "decisions", key: []string{"id"}, ord: "at",
 				cond: `at < ?1 AND id < (SELECT max(id) FROM decisions)`, arg: cutoff},
@@ -78,12 +139,12 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 				cond: `updated_at < ?1 AND status NOT IN ` + waitingStatuses, arg: cutoff},
 			walk{name: "attempts", db: p.s.W, tbl: "attempts", key: []string{"id"}, ord: "at",
 				cond: `at < ?1 AND id < (SELECT max(id) FROM attempts)`, arg: cutoff},
-			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "at",
-				cond: `at < ?1 AND id < (SELECT max(id) FROM contacts)`, arg: cutoff},
+			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "id",
+				cond: `id < ?1 AND id < (SELECT max(id) FROM contacts)`, arg: contacts + 1},
 			walk{name: "seen_ids", db: p.s.W, tbl: "seen_ids", key: []string{"id"},
 				cond: `at < ?1`, arg: cutoff},
-			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "max_at",
-				cond: `max_at < ?1`, arg: cutoff},
+			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "id",
+				cond: `id < ?1`, arg: chunks + 1},
 			// Look-up entries whose row is gone. Readers skip them anyway
 			// (dindex.go, journal.go); this only bounds the files.
 			walk{name: "journal_lookup", db: p.s.Journal.db, tbl: "journal_chunk_entity", key: []string{"etype", "ekey", "chunk"}, after: true,

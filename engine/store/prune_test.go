@@ -58,45 +58,61 @@ func TestPruneDeletesOnlyOldFinishedHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(`BEGIN`)
-	for i := range nOld + nNew {
-		at, tag := old, "old"
-		if i >= nOld {
-			at, tag = fresh, "new"
-		}
-		key := fmt.Sprintf("o-%s-%d", tag, i)
-		status := "sent"
-		if i%1000 == 7 {
-			status = "retry" // still waiting: kept whatever its age
-		}
-		exec(`INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event) VALUES (?, 'r', 'order', ?, 'c', 'sent', '', ?, '')`, at, key, "n-"+key)
-		exec(`INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, next_at, doc, created_at, updated_at)
-			VALUES (?, ?, 'r', 'order', ?, 'c', 1, ?, x'', 0, x'', ?, ?)`, "n-"+key, "k-"+key, key, status, at, at)
-		exec(`INSERT INTO attempts (notification, at, channel, attempt, ok, retry, error, millis) VALUES (?, ?, 'webhook', 1, 1, 0, '', 3)`, "n-"+key, at)
-		exec(`INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, 'c', 'order', ?, 'wismo', 'phone', 'open', ?)`, at, key, "s-"+key)
-		exec(`INSERT INTO seen_ids (id, at) VALUES (?, ?)`, "e-"+key, at)
-		until := Millis(now.Add(-time.Minute)) // expired
-		if i%2 == 0 {
-			until = Millis(now.Add(time.Hour))
-		}
-		exec(`INSERT INTO dedup (rule, key, until, notification) VALUES ('r', ?, ?, ?)`, key, until, "n-"+key)
-	}
-	exec(`COMMIT`)
-	// The journal: one event per entity, old and new.
-	var rows []JournalRow
-	for i := range nOld + nNew {
-		at, tag := old, "old"
-		if i >= nOld {
-			at, tag = fresh, "new"
-		}
-		rows = append(rows, JournalRow{Seq: uint64(i + 1), At: at, Etype: "order", Ekey: fmt.Sprintf("o-%s-%d", tag, i), Subject: "orders.placed", Data: []byte(`{}`)})
-		if len(rows) == 100 { // many chunks, as many writes make
-			st.Journal.Append(rows, uint64(i+1))
-			if err := st.Journal.Sync(ctx); err != nil {
-				t.Fatal(err)
+	// Contacts and journal rows carry the event's own time: the new ones
+	// are stamped years back (forwarded late) and still stay, since they
+	// arrived after the mark that ages the old ones.
+	ancient := Millis(now.Add(-5 * 365 * 24 * time.Hour))
+	fill := func(from, to int) {
+		exec(`BEGIN`)
+		for i := from; i < to; i++ {
+			at, evAt, tag := old, old, "old"
+			if i >= nOld {
+				at, evAt, tag = fresh, ancient, "new"
 			}
-			rows = nil
+			key := fmt.Sprintf("o-%s-%d", tag, i)
+			status := "sent"
+			if i%1000 == 7 {
+				status = "retry" // still waiting: kept whatever its age
+			}
+			exec(`INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event) VALUES (?, 'r', 'order', ?, 'c', 'sent', '', ?, '')`, at, key, "n-"+key)
+			exec(`INSERT INTO outbox (id, idem_key, rule, etype, ekey, customer, priority, status, candidates, next_at, doc, created_at, updated_at)
+			VALUES (?, ?, 'r', 'order', ?, 'c', 1, ?, x'', 0, x'', ?, ?)`, "n-"+key, "k-"+key, key, status, at, at)
+			exec(`INSERT INTO attempts (notification, at, channel, attempt, ok, retry, error, millis) VALUES (?, ?, 'webhook', 1, 1, 0, '', 3)`, "n-"+key, at)
+			exec(`INSERT INTO contacts (at, customer, etype, ekey, topic, channel, status, contact_id) VALUES (?, 'c', 'order', ?, 'wismo', 'phone', 'open', ?)`, evAt, key, "s-"+key)
+			exec(`INSERT INTO seen_ids (id, at) VALUES (?, ?)`, "e-"+key, at)
+			until := Millis(now.Add(-time.Minute)) // expired
+			if i%2 == 0 {
+				until = Millis(now.Add(time.Hour))
+			}
+			exec(`INSERT INTO dedup (rule, key, until, notification) VALUES ('r', ?, ?, ?)`, key, until, "n-"+key)
 		}
+		exec(`COMMIT`)
+		// The journal: one event per entity, in many chunks, as many
+		// writes make.
+		var rows []JournalRow
+		for i := from; i < to; i++ {
+			evAt, tag := old, "old"
+			if i >= nOld {
+				evAt, tag = ancient, "new"
+			}
+			rows = append(rows, JournalRow{Seq: uint64(i + 1), At: evAt, Etype: "order", Ekey: fmt.Sprintf("o-%s-%d", tag, i), Subject: "orders.placed", Data: []byte(`{}`)})
+			if len(rows) == 100 || i == to-1 {
+				st.Journal.Append(rows, uint64(i+1))
+				if err := st.Journal.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				rows = nil
+			}
+		}
+	}
+	p := st.NewPruner()
+	fill(0, nOld)
+	if err := p.Mark(ctx, now.Add(-keep-time.Minute), keep); err != nil {
+		t.Fatal(err)
+	}
+	fill(nOld, nOld+nNew)
+	if err := p.Mark(ctx, now.Add(-time.Minute), keep); err != nil {
+		t.Fatal(err)
 	}
 	if err := st.Journal.SyncIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -108,7 +124,7 @@ func TestPruneDeletesOnlyOldFinishedHistory(t *testing.T) {
 		t.Fatalf("decision index has %d entries before pruning, want %d", n, nOld+nNew)
 	}
 
-	got, steps := pruneAll(t, st.NewPruner(), now, keep)
+	got, steps := pruneAll(t, p, now, keep)
 	if steps < 3 {
 		t.Errorf("pruned in %d steps: want pages of at most %d rows", steps, PrunePage)
 	}
@@ -124,20 +140,26 @@ func TestPruneDeletesOnlyOldFinishedHistory(t *testing.T) {
 	for q, want := range map[string]int{
 		`SELECT count(*) FROM decisions WHERE at = ?`:                          0,
 		`SELECT count(*) FROM attempts WHERE at = ?`:                           0,
-		`SELECT count(*) FROM contacts WHERE at = ?`:                           0,
 		`SELECT count(*) FROM seen_ids WHERE at = ?`:                           0,
 		`SELECT count(*) FROM outbox WHERE updated_at = ?`:                     waitingOld,
 		`SELECT count(*) FROM outbox WHERE updated_at = ? AND status = 'sent'`: 0,
+		`SELECT count(*) FROM contacts WHERE at = ?`:                           0,
 		`SELECT count(*) FROM journal_chunks WHERE max_at = ?`:                 0,
 	} {
 		if n := count(t, st, q, old); n != want {
 			t.Errorf("%s [old]: %d rows left, want %d", q, n, want)
 		}
 	}
-	for tbl, col := range map[string]string{"decisions": "at", "outbox": "updated_at", "attempts": "at", "contacts": "at", "seen_ids": "at"} {
+	for tbl, col := range map[string]string{"decisions": "at", "outbox": "updated_at", "attempts": "at", "seen_ids": "at"} {
 		if n := count(t, st, `SELECT count(*) FROM `+tbl+` WHERE `+col+` = ?`, fresh); n != nNew {
 			t.Errorf("%s: %d new rows left, want %d", tbl, n, nNew)
 		}
+	}
+	if n := count(t, st, `SELECT count(*) FROM contacts WHERE at = ?`, ancient); n != nNew {
+		t.Errorf("contacts: %d rows that arrived after the mark left, want %d", n, nNew)
+	}
+	if n := count(t, st, `SELECT coalesce(sum(n), 0) FROM journal_chunks WHERE max_at = ?`, ancient); n != nNew {
+		t.Errorf("journal: %d events that arrived after the mark left, want %d", n, nNew)
 	}
 	if n := count(t, st, `SELECT count(*) FROM dedup WHERE until < ?`, Millis(now)); n != 0 {
 		t.Errorf("%d expired dedup marks left", n)

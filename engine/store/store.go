@@ -343,6 +343,11 @@ var schema = []string{
 		channel TEXT NOT NULL, status TEXT NOT NULL, contact_id TEXT NOT NULL)`,
 	`CREATE INDEX IF NOT EXISTS contacts_customer ON contacts (customer, at)`,
 	`CREATE INDEX IF NOT EXISTS contacts_entity ON contacts (etype, ekey, at)`,
+	// Arrival marks for history retention (prune.go): the newest id of a
+	// table whose time column is the event's own time, at a time of the
+	// engine's clock.
+	`CREATE TABLE IF NOT EXISTS prune_marks (tbl TEXT NOT NULL, at INTEGER NOT NULL, id INTEGER NOT NULL,
+		PRIMARY KEY (tbl, at)) WITHOUT ROWID`,
 	// Fan-out jobs in progress: one event over every entity of a type,
 	// processed in pages between intake batches.
 	`CREATE TABLE IF NOT EXISTS fanout (
