@@ -70,7 +70,7 @@ policy:
   quiet_hours: { start: "", end: "" }
 `
 
-func newBenchEngine(b *testing.B, journal bool) *Engine {
+func newBenchEngine(b testing.TB, journal bool) *Engine {
 	b.Helper()
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(benchRules), 0o644); err != nil {
@@ -104,7 +104,7 @@ func benchEvent(i int, reason string) []byte {
 		i, i/4, reason, i)
 }
 
-func prepared(b *testing.B, e *Engine, seq uint64, subject string, body []byte) *Prepared {
+func prepared(b testing.TB, e *Engine, seq uint64, subject string, body []byte) *Prepared {
 	// Decoded as the intake does (Engine.Decode, which shares keys and
 	// short values among events).
 	dec, rej := e.Decode(event.Raw{Subject: subject, Body: body, Seq: seq, Time: time.Now()})

@@ -59,6 +59,9 @@ type Options struct {
 	// (0 = every Tick). A virtual-clock replay ticks at every due timer,
 	// and a sweep page per tick would dominate it (backtest).
 	ExpireEvery time.Duration
+	// FilterRebuildMin replaces the least pairs added to a key filter
+	// before it is rebuilt from its table (filterrebuild.go; tests).
+	FilterRebuildMin int
 	// OnCommit, if set, is called after each intake batch committed, with
 	// the committed stream position and the number of events applied. It
 	// runs on the engine's goroutine under its lock: keep it cheap (the
@@ -139,6 +142,10 @@ type Engine struct {
 	// ids: "never seen" lets the batch queue their insert on its pipe
 	// without waiting for the row count.
 	idemKeys, seenKeys *keyFilter
+	// rebuilt receives the filters rebuilt from their tables
+	// (filterrebuild.go); filterRebuildMin is when one is due.
+	rebuilt          chan rebuiltFilter
+	filterRebuildMin int
 	// pendingMarks are the dedup marks set since the last fold of the
 	// dedup log (dedupfold.go); lastFold is when that was.
 	pendingMarks map[[2]string]dedupVal
@@ -191,7 +198,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		keys:         event.NewInterner(),
 		pendingMarks: map[[2]string]dedupVal{},
 		marksIns:     insertMarks(),
+		rebuilt:      make(chan rebuiltFilter, 4),
 	}
+	e.filterRebuildMin = cmp.Or(o.FilterRebuildMin, filterRebuildMin)
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
 	if err != nil {

@@ -2,12 +2,11 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"time"
-
-	"github.com/proactived/proactived/engine/store"
 )
 
 // keyFilter is a Bloom filter over the (rule, key) pairs of a table only
@@ -27,6 +26,13 @@ import (
 type keyFilter struct {
 	seed   maphash.Seed
 	layers []bloom
+	// built is the pairs the filter was built from (loaded or rebuilt),
+	// added the pairs added since.
+	built, added int
+	// delta, while a rebuild reads its table, gets every pair added too
+	// (under the rebuild's seed): the rebuilt filter is the table's pairs
+	// at the rebuild's snapshot plus delta's.
+	delta *keyFilter
 }
 
 // bloom is one layer: m bits (a power of two), kProbes probes per pair.
@@ -65,6 +71,10 @@ func (f *keyFilter) add(rule, key string) {
 	if f == nil {
 		return
 	}
+	if f.delta != nil {
+		f.delta.add(rule, key)
+	}
+	f.added++
 	last := &f.layers[len(f.layers)-1]
 	if last.n >= last.limit {
 		f.layers = append(f.layers, newBloom(2*last.limit))
@@ -106,12 +116,12 @@ func (f *keyFilter) mayHave(rule, key string) bool {
 
 // loadKeyFilter builds a filter from the pairs query returns (two text
 // columns) of a table of n rows, or nil if n is more than maxFilterLoad.
-func loadKeyFilter(ctx context.Context, st *store.Store, n int, query string) (*keyFilter, error) {
+func loadKeyFilter(ctx context.Context, q querier, n int, query string, seed maphash.Seed) (*keyFilter, error) {
 	if n > maxFilterLoad {
 		return nil, nil
 	}
-	f := &keyFilter{seed: maphash.MakeSeed(), layers: []bloom{newBloom(2 * n)}}
-	rows, err := st.W.QueryContext(ctx, query)
+	f := &keyFilter{seed: seed, layers: []bloom{newBloom(2 * n)}}
+	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +133,35 @@ func loadKeyFilter(ctx context.Context, st *store.Store, n int, query string) (*
 		}
 		f.add(rule, key)
 	}
+	f.built, f.added = f.added, 0
 	return f, rows.Err()
+}
+
+// querier runs a query: the writer at start, a reader's snapshot in a
+// rebuild.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// filterSpec is one key filter and where its pairs come from.
+type filterSpec struct {
+	name         string
+	dst          **keyFilter
+	table, query string
+}
+
+// filterSpecs are the engine's key filters.
+func (e *Engine) filterSpecs() []filterSpec {
+	return []filterSpec{
+		// The marks still in the log count: between a rebuild's snapshot
+		// and its end, the fold moves them into dedup.
+		{"dedup", &e.dedupKeys, "dedup", `SELECT rule, key FROM dedup UNION ALL SELECT rule, key FROM dedup_log`},
+		// The outbox_entity index (rule, ekey, created_at) covers this.
+		{"outbox", &e.outboxKeys, "outbox", `SELECT rule, ekey FROM outbox`},
+		// The idem_key and seen_ids primary key indexes cover these.
+		{"idem", &e.idemKeys, "outbox", `SELECT idem_key, '' FROM outbox`},
+		{"seen", &e.seenKeys, "seen_ids", `SELECT id, '' FROM seen_ids`},
+	}
 }
 
 // loadFilters builds the key filters from the store, counting each table
@@ -138,18 +176,8 @@ func (e *Engine) loadFilters(ctx context.Context) error {
 		}
 		rows[t] = n
 	}
-	for _, l := range []struct {
-		dst          **keyFilter
-		table, query string
-	}{
-		{&e.dedupKeys, "dedup", `SELECT rule, key FROM dedup`},
-		// The outbox_entity index (rule, ekey, created_at) covers this.
-		{&e.outboxKeys, "outbox", `SELECT rule, ekey FROM outbox`},
-		// The idem_key and seen_ids primary key indexes cover these.
-		{&e.idemKeys, "outbox", `SELECT idem_key, '' FROM outbox`},
-		{&e.seenKeys, "seen_ids", `SELECT id, '' FROM seen_ids`},
-	} {
-		f, err := loadKeyFilter(ctx, e.st, rows[l.table], l.query)
+	for _, l := range e.filterSpecs() {
+		f, err := loadKeyFilter(ctx, e.st.W, rows[l.table], l.query, maphash.MakeSeed())
 		if err != nil {
 			return fmt.Errorf("engine: load the keys of %s (%s): %w", l.table, l.query, err)
 		}

@@ -29,9 +29,10 @@ const (
 // schedules, deferred notifications, a page of each fan-out job, a page of
 // TTL expiry. It returns true when more work is waiting (call again soon).
 func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
-	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.rebuildFilters(ctx)
+	ctx = stmtCtx(ctx)
 	now := e.now()
 	n, err := e.fireTimers(ctx, now, timerPage)
 	if err != nil {
