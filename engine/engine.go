@@ -115,8 +115,6 @@ type Engine struct {
 	// currentCustomer is the customer key of the evaluation in progress,
 	// for contacted_within().
 	currentCustomer string
-	// needsCust caches ifNeedsCustomer per program of the rule set in force.
-	needsCust map[*vm.Program]bool
 	// decisionRows writes a batch's decisions (rowbuf.go).
 	decisionRows *store.Bulk
 	ttlCursor    map[string]string
@@ -253,7 +251,6 @@ func (e *Engine) SetRules(s *rules.Set) {
 		ContactedWithin: e.contactedWithinFn,
 	})
 	e.env[rules.EnvMsg] = e.msgEnv
-	e.needsCust = nil
 	e.set.Store(s)
 }
 
@@ -563,7 +560,7 @@ func (e *Engine) evalRule(ctx context.Context, r *rules.Rule, ent *entity, ev *e
 	// A condition that does not read the customer is checked first: a
 	// rule that does not fire then costs one program run. (Rules with for:
 	// keep the full order, their decisions name the customer.)
-	early := r.If != nil && r.Notify.To != nil && r.For == 0 && !e.ifNeedsCustomer(r.If)
+	early := r.If != nil && r.Notify.To != nil && r.For == 0 && !r.IfReadsCustomer
 	if early {
 		out, err := e.vm.Run(r.If, e.env)
 		if err != nil {

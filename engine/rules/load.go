@@ -182,6 +182,7 @@ func load(files []string, opts Options) (*Set, error) {
 	subjects = append(subjects, opts.ExtraSubjects...)
 	s.subjects = reduceSubjects(subjects)
 	s.Index = NewIndex(s.Rules, s.Entities)
+	dropTrees(s)
 	return s, nil
 }
 

@@ -193,7 +193,10 @@ func (f *fileLoader) rule(i int, n *yaml.Node) {
 		ic, node := c.sub("if"), val("if")
 		if src, ok := ic.str(node); ok {
 			r.IfSrc = src
-			l.later = append(l.later, func() { r.If = l.compile(ic, node, l.env, true) })
+			l.later = append(l.later, func() {
+				r.If = l.compile(ic, node, l.env, true)
+				r.IfReadsCustomer = readsCustomer(r.If)
+			})
 		}
 	}
 	if has("for") {

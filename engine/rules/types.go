@@ -120,6 +120,10 @@ type Rule struct {
 	Entity      string      // entity type name (KindEvent, KindAbsence)
 	ForEach     string      // entity type name (KindFanout, KindSchedule)
 	If          *vm.Program // nil = always true
+	// IfReadsCustomer: If names `customer`, `contacted_within` (which
+	// reads it) or the whole environment, so the engine resolves the
+	// customer before it runs If.
+	IfReadsCustomer bool
 	IfSrc       string
 	For         time.Duration // hold-down; 0 = none
 
