@@ -2,6 +2,8 @@ package rules
 
 import (
 	"reflect"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr/ast"
@@ -32,10 +34,29 @@ func getField(m, key any) any {
 }
 
 // stringSet is the constant list of an `in`: the strings, and the set
-// expr's optimizer would have built from them.
+// expr's optimizer would have built from them. A short list builds its set
+// only when a needle that is not a string needs it (expr's own `in`): the
+// maps of ten thousand rules' lists were megabytes of pointers that every
+// garbage collection marks.
 type stringSet struct {
 	list []string
+	once sync.Once
 	set  map[string]struct{}
+}
+
+func newStringSet(list []string) *stringSet {
+	ss := &stringSet{list: list}
+	if len(list) > smallSet {
+		ss.once.Do(ss.build)
+	}
+	return ss
+}
+
+func (ss *stringSet) build() {
+	ss.set = make(map[string]struct{}, len(ss.list))
+	for _, s := range ss.list {
+		ss.set[s] = struct{}{}
+	}
 }
 
 // smallSet is the longest list compared one by one: a few string
@@ -48,6 +69,7 @@ func inStrings(x, set any) bool {
 	ss := set.(*stringSet)
 	s, ok := x.(string)
 	if !ok {
+		ss.once.Do(ss.build)
 		return runtime.In(x, ss.set)
 	}
 	if len(ss.list) <= smallSet {
@@ -112,17 +134,17 @@ func (f *fastPaths) Visit(node *ast.Node) {
 		if !ok || len(list.Nodes) == 0 {
 			return
 		}
-		ss := &stringSet{set: make(map[string]struct{}, len(list.Nodes))}
+		strs := make([]string, 0, len(list.Nodes))
 		for _, e := range list.Nodes {
 			s, ok := e.(*ast.StringNode)
 			if !ok {
 				return
 			}
-			if _, dup := ss.set[s.Value]; !dup {
-				ss.list = append(ss.list, s.Value)
+			if !slices.Contains(strs, s.Value) {
+				strs = append(strs, s.Value)
 			}
-			ss.set[s.Value] = struct{}{}
 		}
+		ss := newStringSet(slices.Clip(strs))
 		c := &ast.ConstantNode{Value: ss}
 		c.SetType(reflect.TypeOf(ss))
 		c.SetLocation(list.Location())
