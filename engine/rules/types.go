@@ -124,8 +124,8 @@ type Rule struct {
 	// reads it) or the whole environment, so the engine resolves the
 	// customer before it runs If.
 	IfReadsCustomer bool
-	IfSrc       string
-	For         time.Duration // hold-down; 0 = none
+	IfSrc           string
+	For             time.Duration // hold-down; 0 = none
 
 	// Absence.
 	Expect   string        // subject pattern that cancels the deadline
