@@ -133,3 +133,42 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRulesLookingBeyondRetentionAreLogged: a rule whose inhibit_window or
+// own frequency cap looks back further than the history kept is named in
+// a warning, at start and after a reload, with its place in the file.
+func TestRulesLookingBeyondRetentionAreLogged(t *testing.T) {
+	const rulesText = `
+rules:
+  - name: short
+    on: logistics.parcel.late
+    entity: parcel
+    notify: { to: parcel.cust, template: note }
+  - name: long-inhibit
+    on: logistics.parcel.late
+    entity: parcel
+    inhibited_by: [short]
+    inhibit_window: 30d
+    notify: { to: parcel.cust, template: note }
+`
+	dir := rulesDir(t, map[string]string{"entities.yaml": reloadEntities, "rules.yaml": rulesText})
+	e := startWith(t, dir, shopConfig+"retention: 7d\n", noWatch)
+	warned := func(rule string) bool {
+		return strings.Contains(e.logs.String(), "is longer than the history kept") && strings.Contains(e.logs.String(), "rule="+rule)
+	}
+	if !warned("long-inhibit") || warned("short") {
+		t.Fatalf("start: want a warning for long-inhibit only:\n%s", e.logs.String())
+	}
+	writeRules(t, dir, "rules.yaml", rulesText+`  - name: long-cap
+    on: logistics.parcel.late
+    entity: parcel
+    frequency_cap: { max: 1, per: 60d }
+    notify: { to: parcel.cust, template: note }
+`)
+	if err := e.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !warned("long-cap") || !strings.Contains(e.logs.String(), "rules.yaml:") {
+		t.Fatalf("reload: want a warning for long-cap with its position:\n%s", e.logs.String())
+	}
+}

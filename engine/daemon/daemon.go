@@ -189,6 +189,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("load rules from %s:\n%w", cfg.Rules, err)
 	}
 	d.ruleSet = set
+	d.warnBeyondRetention(set)
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/proactived/proactived/engine/rules"
 	"github.com/proactived/proactived/engine/store"
 )
 
@@ -55,5 +56,24 @@ func (d *Daemon) pruneRound(ctx context.Context, p *store.Pruner) {
 	}
 	if len(total) > 0 {
 		d.log.Info("pruned old history", "retention", d.cfg.Retention, "rows", total, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// warnBeyondRetention logs each rule whose window looks back further than
+// the history retention keeps: it would see only the kept part.
+func (d *Daemon) warnBeyondRetention(set *rules.Set) {
+	keep := d.cfg.Retention.D()
+	if keep <= 0 {
+		return
+	}
+	for _, r := range set.Rules {
+		if r.InhibitFor > keep {
+			d.log.Warn("a rule's inhibit_window is longer than the history kept; it sees only the kept part",
+				"rule", r.Name, "inhibit_window", r.InhibitFor, "retention", d.cfg.Retention, "at", r.Pos.String())
+		}
+		if r.Cap != nil && r.Cap.Per > keep {
+			d.log.Warn("a rule's frequency cap window is longer than the history kept; it counts only the kept part",
+				"rule", r.Name, "per", r.Cap.Per, "retention", d.cfg.Retention, "at", r.Pos.String())
+		}
 	}
 }

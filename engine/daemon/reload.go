@@ -73,6 +73,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.metrics.Reloaded(true, len(set.Rules))
 	d.setLastReload(st)
 	d.log.Info("rules reloaded", "rules", len(set.Rules), "files", len(set.Files), "subjects", set.Subjects(), "dropped_timers", n)
+	d.warnBeyondRetention(set)
 	return nil
 }
 
