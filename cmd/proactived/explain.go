@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/proactived/proactived/engine/config"
 	"github.com/proactived/proactived/engine/explain"
 )
 
@@ -59,7 +60,7 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		tl, err = explain.Explain(ctx, db, ref, opts)
 	}
 	if errors.Is(err, explain.ErrNotFound) {
-		fmt.Fprintf(stderr, "proactived: %v in %s (check the type and key; entities are forgotten after their ttl)\n", err, path)
+		fmt.Fprintf(stderr, "proactived: %v in %s (check the type and key; entities are forgotten after their ttl%s)\n", err, path, keptNote(cfg.Retention))
 		return 1
 	}
 	if err != nil {
@@ -72,10 +73,21 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		err = enc.Encode(tl)
 	} else {
 		err = explain.WriteText(stdout, tl)
+		if err == nil && cfg.Retention > 0 {
+			_, err = fmt.Fprintf(stdout, "\n(history older than %s is deleted: retention)\n", cfg.Retention)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "proactived:", err)
 		return 1
 	}
 	return 0
+}
+
+// keptNote says how long history is kept, for a "not found".
+func keptNote(retention config.Duration) string {
+	if retention <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", and decisions and notifications after %s (retention)", retention)
 }

@@ -109,7 +109,8 @@ func TestExplainVerb(t *testing.T) {
 			t.Fatalf("%s: exit %d: %s", when, code, errOut)
 		}
 		for _, s := range []string{"order:o-1  (entity timeline)", `state: {"customer_id":"c-1","eta":"2026-11-23T18:00:00Z"`,
-			"SENT", "queued for console", "DEDUPED", "same dedup key o-1/2026-11-23T18:00:00Z", "DELIVERED", "attempt", "orders.eta", "Order o-1 is late"} {
+			"SENT", "queued for console", "DEDUPED", "same dedup key o-1/2026-11-23T18:00:00Z", "DELIVERED", "attempt", "orders.eta", "Order o-1 is late",
+			"(history older than 90d is deleted: retention)"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("%s: output lacks %q:\n%s", when, s, out)
 			}
@@ -133,7 +134,7 @@ func TestExplainVerb(t *testing.T) {
 	check("daemon stopped")
 
 	code, _, errOut := runExplain(t, "--data", data, "order:o-404")
-	if code != 1 || !strings.Contains(errOut, "order:o-404: nothing recorded in "+filepath.Join(data, "proactived.db")) {
+	if code != 1 || !strings.Contains(errOut, "order:o-404: nothing recorded in "+filepath.Join(data, "proactived.db")) || !strings.Contains(errOut, "after 90d (retention)") {
 		t.Errorf("unknown entity: exit %d: %s", code, errOut)
 	}
 	empty := t.TempDir()
