@@ -141,7 +141,8 @@ type Engine struct {
 	// without waiting for the row count.
 	idemKeys, seenKeys *keyFilter
 	// rebuilt receives the filters rebuilt from their tables
-	// (filterrebuild.go); filterRebuildMin is when one is due.
+	// (filterrebuild.go), one place per filter of filterSpecs, so a
+	// rebuild's send never blocks; filterRebuildMin is when one is due.
 	rebuilt          chan rebuiltFilter
 	filterRebuildMin int
 	// pendingMarks are the dedup marks set since the last fold of the

@@ -89,10 +89,9 @@ func (e *Engine) startRebuild(ctx context.Context, s filterSpec, f *keyFilter) e
 			r.f, r.err = loadKeyFilter(ctx, tx, r.n, s.query, seed)
 		}
 		r.took = time.Since(begun)
-		select {
-		case e.rebuilt <- r:
-		case <-ctx.Done():
-		}
+		// Never blocks: the channel holds one outcome per filter. An
+		// outcome is always sent, failed or not, so the delta is dropped.
+		e.rebuilt <- r
 	}()
 	return nil
 }
