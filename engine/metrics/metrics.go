@@ -25,6 +25,7 @@ import (
 
 	"github.com/proactived/proactived/engine"
 	"github.com/proactived/proactived/engine/outbox"
+	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/triggers/jsintake"
 )
 
@@ -71,12 +72,9 @@ type Metrics struct {
 	samples int
 }
 
-// liveStatuses are the outbox states a row moves on from; their rows are
-// a range of the status index, so counting them costs what is waiting,
-// not the outbox's history.
-const liveStatuses = `('pending', 'deferred', 'retry', 'sending')`
-
-func isLive(status string) bool { return strings.Contains(liveStatuses, "'"+status+"'") }
+// Counting the waiting statuses (store.WaitingStatuses) reads a range of
+// the status index: what is waiting, not the outbox's history.
+func isLive(status string) bool { return strings.Contains(store.WaitingStatuses, "'"+status+"'") }
 
 // fullSampleEvery: the final statuses (sent, failed, superseded, capped)
 // are counted at every fullSampleEvery-th sample only (every minute at
@@ -288,7 +286,7 @@ func (m *Metrics) SampleStore(ctx context.Context, db *sql.DB) error {
 	full := m.samples%fullSampleEvery == 0
 	m.samples++
 	m.depthMu.Unlock()
-	q := `SELECT status, count(*) FROM outbox WHERE status IN ` + liveStatuses + ` GROUP BY status`
+	q := `SELECT status, count(*) FROM outbox WHERE status IN ` + store.WaitingStatuses + ` GROUP BY status`
 	if full {
 		q = `SELECT status, count(*) FROM outbox GROUP BY status`
 	}

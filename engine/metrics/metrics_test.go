@@ -177,7 +177,7 @@ func TestSampleStoreReadsOnlyWaitingRows(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
 	var plan []string
-	rows, err := st.R.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT status, count(*) FROM outbox WHERE status IN `+liveStatuses+` GROUP BY status`)
+	rows, err := st.R.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT status, count(*) FROM outbox WHERE status IN `+store.WaitingStatuses+` GROUP BY status`)
 	if err != nil {
 		t.Fatal(err)
 	}

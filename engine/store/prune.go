@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -34,8 +35,10 @@ import (
 // PrunePage is the most rows a Step examines in one table.
 const PrunePage = 2000
 
-// waitingStatuses are the outbox statuses of a notification not finished.
-const waitingStatuses = `('pending', 'deferred', 'retry', 'sending')`
+// WaitingStatuses are the outbox statuses of a notification not finished
+// (an SQL list): retention keeps such a row whatever its age, and the
+// outbox depth metric counts them at every sample.
+const WaitingStatuses = `('pending', 'deferred', 'retry', 'sending')`
 
 // Pruner deletes history older than a retention period. It is used by one
 // goroutine at a time.
@@ -61,8 +64,10 @@ type walk struct {
 	tbl  string
 	key  []string // the id column, or the primary key's columns
 	ord  string   // the time column that follows the id; "" = key walk
-	cond string   // what a row to delete satisfies; ?1 = arg (may be unused)
-	arg  int64    // the cutoff, Unix milliseconds
+	// until: a page whose last row's ord is at least this ends the round.
+	until int64
+	cond  string // what a row to delete satisfies, with args for its ?s
+	args  []any
 	// after: the walk waits for every walk before it to end its round.
 	after bool
 }
@@ -118,7 +123,7 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 	deleted = map[string]int64{}
 	walks := []walk{{
 		name: "dedup", db: p.s.W, tbl: "dedup", key: []string{"rule", "key"},
-		cond: `until < ?1`, arg: Millis(now),
+		cond: `until < ?`, args: []any{Millis(now)},
 	}}
 	if keep > 0 {
 		cutoff := Millis(now.Add(-keep))
@@ -133,18 +138,18 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 			return deleted, false, fmt.Errorf("prune journal: %w", err)
 		}
 		walks = append(walks,
-			walk{name: "decisions", db: p.s.W, tbl: "decisions", key: []string{"id"}, ord: "at",
-				cond: `at < ?1 AND id < (SELECT max(id) FROM decisions)`, arg: cutoff},
-			walk{name: "outbox", db: p.s.W, tbl: "outbox", key: []string{"rowid"}, ord: "created_at",
-				cond: `updated_at < ?1 AND status NOT IN ` + waitingStatuses, arg: cutoff},
-			walk{name: "attempts", db: p.s.W, tbl: "attempts", key: []string{"id"}, ord: "at",
-				cond: `at < ?1 AND id < (SELECT max(id) FROM attempts)`, arg: cutoff},
-			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "id",
-				cond: `id < ?1 AND id < (SELECT max(id) FROM contacts)`, arg: contacts + 1},
+			walk{name: "decisions", db: p.s.W, tbl: "decisions", key: []string{"id"}, ord: "at", until: cutoff,
+				cond: `at < ? AND id < (SELECT max(id) FROM decisions)`, args: []any{cutoff}},
+			walk{name: "outbox", db: p.s.W, tbl: "outbox", key: []string{"rowid"}, ord: "created_at", until: cutoff,
+				cond: `updated_at < ? AND status NOT IN ` + WaitingStatuses, args: []any{cutoff}},
+			walk{name: "attempts", db: p.s.W, tbl: "attempts", key: []string{"id"}, ord: "at", until: cutoff,
+				cond: `at < ? AND id < (SELECT max(id) FROM attempts)`, args: []any{cutoff}},
+			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "id", until: contacts + 1,
+				cond: `id <= ? AND id < (SELECT max(id) FROM contacts)`, args: []any{contacts}},
 			walk{name: "seen_ids", db: p.s.W, tbl: "seen_ids", key: []string{"id"},
-				cond: `at < ?1`, arg: cutoff},
-			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "id",
-				cond: `id < ?1`, arg: chunks + 1},
+				cond: `at < ?`, args: []any{cutoff}},
+			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "id", until: chunks + 1,
+				cond: `id <= ?`, args: []any{chunks}},
 			// Look-up entries whose row is gone. Readers skip them anyway
 			// (dindex.go, journal.go); this only bounds the files.
 			walk{name: "journal_lookup", db: p.s.Journal.db, tbl: "journal_chunk_entity", key: []string{"etype", "ekey", "chunk"}, after: true,
@@ -211,7 +216,7 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 		return 0, false, err
 	}
 	q := `DELETE FROM ` + w.tbl + ` WHERE (` + w.cond + `)`
-	dargs := []any{w.arg}
+	dargs := slices.Clone(w.args)
 	if cur != nil {
 		q += ` AND (` + keys + `) > (` + placeholders(len(cur)) + `)`
 		dargs = append(dargs, cur...)
@@ -220,7 +225,7 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 		q += ` AND (` + keys + `) <= (` + placeholders(len(last)) + `)`
 		dargs = append(dargs, last...)
 	}
-	res, err := w.db.ExecContext(ctx, numbered(q), dargs...)
+	res, err := w.db.ExecContext(ctx, q, dargs...)
 	if err != nil {
 		return 0, false, err
 	}
@@ -228,7 +233,7 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 	if err != nil {
 		return 0, false, err
 	}
-	if end || (w.ord != "" && ord >= w.arg) {
+	if end || (w.ord != "" && ord >= w.until) {
 		delete(p.cursors, w.name)
 		return deleted, false, nil
 	}
@@ -239,20 +244,4 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 // placeholders is n comma-separated anonymous parameters.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-// numbered numbers the anonymous parameters of q from ?2 on: ?1 is the
-// cutoff, which cond may use more than once.
-func numbered(q string) string {
-	var b strings.Builder
-	n := 1
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' && (i+1 == len(q) || q[i+1] < '0' || q[i+1] > '9') {
-			n++
-			fmt.Fprintf(&b, "?%d", n)
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
 }
