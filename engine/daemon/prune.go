@@ -25,38 +25,40 @@ func (d *Daemon) runPruner(ctx context.Context) {
 	}
 }
 
-// pruneRound steps p until every table is done. A failed step (the store
-// is failing, a backup holds a lock) ends the round; the next round starts
-// over, and nothing is lost by waiting.
+// pruneRound runs one round of p and says what it deleted. A failed
+// round (the store is failing, a backup holds a lock) is tried again at
+// the next; nothing is lost by waiting.
 func (d *Daemon) pruneRound(ctx context.Context, p *store.Pruner) {
-	keep := d.cfg.Retention.D()
 	start := time.Now()
+	total, err := d.prune(ctx, p)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		d.log.Warn("pruning old history failed; trying again next round", "err", err, "next", d.o.PruneEvery)
+	case err == nil && len(total) > 0:
+		d.log.Info("pruned old history", "retention", d.cfg.Retention, "rows", total, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// prune marks the round's arrivals and steps p until every table is
+// done, counting the rows deleted by table.
+func (d *Daemon) prune(ctx context.Context, p *store.Pruner) (map[string]int64, error) {
+	keep := d.cfg.Retention.D()
 	if err := p.Mark(ctx, d.o.Clock.Now(), keep); err != nil {
-		if ctx.Err() == nil {
-			d.log.Warn("pruning old history failed; trying again next round", "err", err, "next", d.o.PruneEvery)
-		}
-		return
+		return nil, err
 	}
 	total := map[string]int64{}
-	for {
-		got, more, err := p.Step(ctx, d.o.Clock.Now(), keep)
+	for more := true; more; {
+		got, m, err := p.Step(ctx, d.o.Clock.Now(), keep)
 		d.metrics.Pruned(got)
 		for k, v := range got {
 			total[k] += v
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("pruning old history failed; trying again next round", "err", err, "next", d.o.PruneEvery)
-			}
-			return
+			return total, err
 		}
-		if !more {
-			break
-		}
+		more = m
 	}
-	if len(total) > 0 {
-		d.log.Info("pruned old history", "retention", d.cfg.Retention, "rows", total, "took", time.Since(start).Round(time.Millisecond))
-	}
+	return total, nil
 }
 
 // warnBeyondRetention logs each rule whose window looks back further than
