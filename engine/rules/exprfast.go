@@ -44,10 +44,12 @@ type stringSet struct {
 	set  map[string]struct{}
 }
 
-func newStringSet(list []string) *stringSet {
+// newStringSet is the set of list, whose strings set holds: kept for a
+// long list, which is looked up in it.
+func newStringSet(list []string, set map[string]struct{}) *stringSet {
 	ss := &stringSet{list: list}
 	if len(list) > smallSet {
-		ss.once.Do(ss.build)
+		ss.once.Do(func() { ss.set = set })
 	}
 	return ss
 }
@@ -135,16 +137,18 @@ func (f *fastPaths) Visit(node *ast.Node) {
 			return
 		}
 		strs := make([]string, 0, len(list.Nodes))
+		set := make(map[string]struct{}, len(list.Nodes))
 		for _, e := range list.Nodes {
 			s, ok := e.(*ast.StringNode)
 			if !ok {
 				return
 			}
-			if !slices.Contains(strs, s.Value) {
+			if _, dup := set[s.Value]; !dup {
 				strs = append(strs, s.Value)
+				set[s.Value] = struct{}{}
 			}
 		}
-		ss := newStringSet(slices.Clip(strs))
+		ss := newStringSet(slices.Clip(strs), set)
 		c := &ast.ConstantNode{Value: ss}
 		c.SetType(reflect.TypeOf(ss))
 		c.SetLocation(list.Location())
