@@ -197,8 +197,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		keys:         event.NewInterner(),
 		pendingMarks: map[[2]string]dedupVal{},
 		marksIns:     insertMarks(),
-		rebuilt:      make(chan rebuiltFilter, 4),
 	}
+	e.rebuilt = make(chan rebuiltFilter, len(e.filterSpecs()))
 	e.filterRebuildMin = cmp.Or(o.FilterRebuildMin, filterRebuildMin)
 	e.expireEvery = o.ExpireEvery
 	loc, err := time.LoadLocation(o.Config.Defaults.Timezone)
