@@ -8,7 +8,7 @@ import (
 )
 
 // openAt opens the store at path, failing the test if it cannot.
-func openAt(t *testing.T, path string) *Store {
+func openAt(t testing.TB, path string) *Store {
 	t.Helper()
 	st, err := Open(context.Background(), path)
 	if err != nil {

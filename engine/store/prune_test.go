@@ -251,10 +251,7 @@ func TestPruneWithoutRetentionOnlyExpiresDedup(t *testing.T) {
 // each table's page in turn, so this bounds what intake waits for one.
 func BenchmarkPruneStep(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(b.TempDir(), "p.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := openAt(b, filepath.Join(b.TempDir(), "p.db"))
 	defer st.Close()
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	old := Millis(now.Add(-100 * 24 * time.Hour))
