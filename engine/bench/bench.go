@@ -139,8 +139,12 @@ type Report struct {
 	Latency []Latency `json:"latency"`
 
 	PeakRSSMB float64 `json:"peak_rss_mb"`
-	Load      string  `json:"load_before"`
-	LoadAfter string  `json:"load_after"`
+	// Targets are SPEC.md's goals this run measures, each met or not
+	// (targets.go); NotMeasured names the others and how to measure them.
+	Targets     []Target `json:"targets"`
+	NotMeasured string   `json:"targets_not_measured"`
+	Load        string   `json:"load_before"`
+	LoadAfter   string   `json:"load_after"`
 }
 
 // Latency is one latency run.
@@ -286,6 +290,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.PeakRSSMB = peakRSS()
 	rep.LoadAfter = loadAvg()
+	rep.Targets, rep.NotMeasured = rep.targets(), notMeasured
 	return rep, nil
 }
 

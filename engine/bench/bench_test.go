@@ -60,14 +60,17 @@ func TestTinyBench(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"raw JetStream consume", "engine / raw", "latency half", "webhook deliveries", "peak RSS"} {
+	if len(rep.Targets) != 5 || rep.NotMeasured == "" {
+		t.Errorf("targets %+v (not measured: %q), want the five a run at 3,000/s measures", rep.Targets, rep.NotMeasured)
+	}
+	for _, want := range []string{"raw JetStream consume", "engine / raw", "latency half", "webhook deliveries", "peak RSS", "targets (SPEC.md", "engine events/s", "not measured here"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
 	}
 	var back map[string]any
 	b, _ := json.Marshal(rep)
-	if err := json.Unmarshal(b, &back); err != nil || back["engine_to_raw_ratio"] == nil || back["raw_consume_events_per_sec"] == nil {
+	if err := json.Unmarshal(b, &back); err != nil || back["engine_to_raw_ratio"] == nil || back["raw_consume_events_per_sec"] == nil || back["targets"] == nil {
 		t.Errorf("json report: %v %s", err, b)
 	}
 }
@@ -105,5 +108,44 @@ func TestWorldOracle(t *testing.T) {
 	}
 	if fired < 1500 || fired > 2500 {
 		t.Errorf("%d of 5000 events fired, want ~40%%", fired)
+	}
+}
+
+// TestTargetsVerdicts: each goal of SPEC.md is judged met exactly when the
+// run's figure reaches it, and the 20,000 events/s latency goal only from
+// a latency run at that rate.
+func TestTargetsVerdicts(t *testing.T) {
+	rep := &Report{EngineRate: 100_000, Ratio: 0.249, OutboxRate: 19_999, DeliverRate: 10_000,
+		Latency: []Latency{
+			{Name: "half", Target: 50_000, Samples: 10, P99ms: 20},
+			{Name: "fixed", Target: 20_000, Samples: 10, P99ms: 5.1},
+			{Name: "max", Target: 100_000, Samples: 10, P99ms: 1},
+		}}
+	got := map[string]bool{}
+	for _, tg := range rep.targets() {
+		got[tg.Name] = tg.Met
+	}
+	want := map[string]bool{
+		"engine events/s":                        true,
+		"engine / raw consume":                   false,
+		"p99 event→decision at half the maximum": true,
+		"p99 event→decision at 20,000 events/s":  false,
+		"notifications/s into the outbox":        false,
+		"notifications/s to a local webhook":     true,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("targets %v, want %v", got, want)
+	}
+	for name, met := range want {
+		if v, ok := got[name]; !ok || v != met {
+			t.Errorf("%s: met = %v (present %v), want %v", name, v, ok, met)
+		}
+	}
+	// A fixed run at another rate says nothing about the 20,000/s goal.
+	rep.Latency[1].Target = 10_000
+	for _, tg := range rep.targets() {
+		if tg.Name == "p99 event→decision at 20,000 events/s" {
+			t.Errorf("a fixed run at 10,000/s was judged against the 20,000/s goal: %+v", tg)
+		}
 	}
 }

@@ -29,7 +29,26 @@ func (r *Report) WriteText(w io.Writer) error {
 			l.P50ms, l.P95ms, l.P99ms, l.Maxms, l.Actual, l.Samples)
 	}
 	p("peak RSS", "%.0f MB (whole process: engine, NATS server, publisher, sink)", r.PeakRSSMB)
+	if len(r.Targets) > 0 {
+		fmt.Fprintf(tw, "\ntargets (SPEC.md, for 2 cores and 1,000 rules; this machine has %d)\n", m.CPUs)
+		for _, t := range r.Targets {
+			verdict := "NOT MET"
+			if t.Met {
+				verdict = "met"
+			}
+			p("  "+t.Name, "%s %s against %s: %s", humanFigure(t.Measured), t.Unit, t.Goal, verdict)
+		}
+		p("  not measured here", "%s", r.NotMeasured)
+	}
 	return tw.Flush()
+}
+
+// humanFigure prints a figure with the precision it deserves.
+func humanFigure(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func latencyEvents(r *Report) int {
