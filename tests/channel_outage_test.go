@@ -72,7 +72,15 @@ func TestChannelOutage(t *testing.T) {
 	}
 	const backoff, maxBackoff = 200 * time.Millisecond, 2 * time.Second
 	primary, fallback := newKeySink(t), newKeySink(t)
-	e := startRobust(t, "", robustConfig(primary.srv.URL, fallback.srv.URL, attempts, "200ms", "2s"),
+	// Probes off: this test checks the gaps between one notification's
+	// attempts against the backoff, and a probe of a down channel
+	// (TestRecoveredChannelGetsItsRetriesAtOnce) may try it early.
+	cfg := strings.Replace(robustConfig(primary.srv.URL, fallback.srv.URL, attempts, "200ms", "2s"),
+		"max_backoff: 2s, timeout: 2s }", "max_backoff: 2s, timeout: 2s, probe: 0s }", 1)
+	if !strings.Contains(cfg, "probe: 0s") {
+		t.Fatalf("config lacks probe: 0s:\n%s", cfg)
+	}
+	e := startRobust(t, "", cfg,
 		func(o *daemon.Options) { o.SampleEvery = 100 * time.Millisecond })
 	pub := newPublisher(t, e.cfg.NATS.URL)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -99,6 +99,10 @@ type Retry struct {
 	Backoff    Duration `yaml:"backoff"`
 	MaxBackoff Duration `yaml:"max_backoff"`
 	Timeout    Duration `yaml:"timeout"` // per attempt
+	// Probe: how often a channel that is down gets one waiting
+	// notification tried; its first success makes the others due at once
+	// instead of after their backoff (engine/outbox/probe.go). 0 = off.
+	Probe Duration `yaml:"probe"`
 }
 
 // Intake tunes the event consumer.
@@ -207,7 +211,7 @@ func Default() *Config {
 		Policy: Policy{
 			FrequencyCap:  FrequencyCap{Max: 3, Per: Duration(24 * time.Hour)},
 			QuietHours:    QuietHours{Start: "21:00", End: "09:00"},
-			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second)},
+			Retry:         Retry{Attempts: 8, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(10 * time.Second), Probe: Duration(5 * time.Second)},
 			ScheduleGrace: Duration(time.Hour),
 		},
 		Intake:    Intake{MaxEventBytes: 1 << 20, Batch: 512, CatchUpBatch: 4096},
@@ -380,7 +384,7 @@ var cfgShape = shape{
 	"policy": {
 		"frequency_cap":  {"max": nil, "per": nil},
 		"quiet_hours":    {"start": nil, "end": nil},
-		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil},
+		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil, "probe": nil},
 		"schedule_grace": nil,
 	},
 	"intake":    {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
@@ -446,6 +450,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Retry.Attempts <= 0 {
 		errs = append(errs, "policy.retry.attempts must be at least 1")
+	}
+	if c.Policy.Retry.Probe < 0 {
+		errs = append(errs, "policy.retry.probe must not be negative (0 turns probes off)")
 	}
 	if _, err := time.LoadLocation(c.Defaults.Timezone); err != nil {
 		errs = append(errs, fmt.Sprintf("defaults.timezone: %v", err))

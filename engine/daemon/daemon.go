@@ -220,6 +220,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.disp = outbox.New(outbox.Options{
 		Store: d.st, Clock: d.o.Clock, Channels: channels, Timeouts: timeouts, Logger: d.log, Jitter: 0.2,
 		Retry:    outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: rc.Timeout.D()},
+		Probe:    rc.Probe.D(),
 		Observer: d.metrics,
 		SentLog:  filepath.Join(cfg.Data, "outbox-sent.log"),
 	})

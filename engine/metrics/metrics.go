@@ -52,6 +52,7 @@ type Metrics struct {
 	outboxDepth   *prometheus.GaugeVec
 	attempts      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+	channelDown   *prometheus.GaugeVec
 	reloads       *prometheus.CounterVec
 	rulesLoaded   prometheus.Gauge
 	timersPending prometheus.Gauge
@@ -120,6 +121,8 @@ func New() *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "delivery_duration_seconds",
 			Help:    "Time a channel took to answer one delivery attempt.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"channel"}),
+		channelDown: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "channel_down",
+			Help: "1 while the dispatcher counts a channel as down and probes it (engine/outbox/probe.go), 0 once it is back."}, []string{"channel"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "reloads_total",
 			Help: "Rule reloads by result (ok or error; on error the old rules keep running)."}, []string{"result"}),
 		rulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "rules_loaded",
@@ -138,7 +141,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.consumed, m.deadLettered, m.pending, m.evaluations, m.fires, m.ruleErrors, m.decisions,
-		m.outboxDepth, m.attempts, m.duration, m.reloads, m.rulesLoaded, m.timersPending, m.pruned,
+		m.outboxDepth, m.attempts, m.duration, m.channelDown, m.reloads, m.rulesLoaded, m.timersPending, m.pruned,
 	)
 	// Series that alerts rely on exist from the start, at zero.
 	for _, r := range []string{"ok", "error"} {
@@ -233,6 +236,16 @@ func (m *Metrics) DeadLettered(reason string) {
 func (m *Metrics) Pending(n uint64) { m.pending.Set(float64(n)) }
 
 // Attempt implements outbox.Observer.
+// ChannelDown implements outbox.Observer: a channel was found down, or
+// came back.
+func (m *Metrics) ChannelDown(channel string, down bool) {
+	v := 0.0
+	if down {
+		v = 1
+	}
+	m.channelDown.WithLabelValues(channel).Set(v)
+}
+
 func (m *Metrics) Attempt(channel string, ok bool, d time.Duration) {
 	m.mu.RLock()
 	s := m.channels[channel]

@@ -52,6 +52,10 @@ type Options struct {
 	// outcome commits (the daemon keeps it in its data directory). Empty:
 	// no log, a crash resends the whole claimed batch (virtual-clock runs).
 	SentLog string
+	// Probe is how often a channel that is down gets one of its waiting
+	// notifications tried (probe.go); its first success makes all of
+	// them due. Zero: no probes, every notification waits its backoff.
+	Probe time.Duration
 }
 
 // Retry is the retry policy.
@@ -65,6 +69,9 @@ type Retry struct {
 // Observer receives delivery outcomes, for metrics.
 type Observer interface {
 	Attempt(channel string, ok bool, d time.Duration)
+	// ChannelDown is told when a channel is found down and when it is
+	// back (probe.go).
+	ChannelDown(channel string, down bool)
 }
 
 // Dispatcher sends due outbox rows.
@@ -77,6 +84,8 @@ type Dispatcher struct {
 
 	lanesMu sync.Mutex
 	lanes   map[string]*lane
+
+	health health // which channels are down (probe.go)
 
 	// Statements over many rows at once (store.Bulk): the claim's leases
 	// and a batch's outcomes. Only one claim and one record run at a time.
@@ -163,6 +172,7 @@ func New(o Options) *Dispatcher {
 		o.Retry.Timeout = 10 * time.Second
 	}
 	return &Dispatcher{o: o, log: o.Logger.With("component", "outbox"), wake: make(chan struct{}, 1), lanes: map[string]*lane{},
+		health: health{failing: map[string]map[string]struct{}{}, down: map[string]time.Time{}},
 		leases: store.NewBulk(`WITH v(id, lease, at) AS (VALUES %s)
 			UPDATE outbox SET status = 'sending', next_at = v.lease, updated_at = v.at FROM v WHERE outbox.id = v.id`, 3),
 		sentRows: store.NewBulk(`WITH v(id, attempt, at) AS (VALUES %s)
@@ -400,6 +410,7 @@ func (d *Dispatcher) recordAll(ctx context.Context, results []result, gen int) e
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		err := d.record(context.WithoutCancel(ctx), results)
 		if err == nil {
+			d.observe(context.WithoutCancel(ctx), results)
 			if err := d.sent.reset(gen); err != nil {
 				d.log.Warn("could not empty the sent log", "err", err)
 			}
@@ -420,6 +431,11 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*row, error) {
 	// Without cancellation the driver runs each statement on this
 	// goroutine instead of handing it to one of its own (engine.stmtCtx).
 	ctx = context.WithoutCancel(ctx)
+	if err := d.probe(ctx); err != nil {
+		// Without the probe a down channel's notifications wait out their
+		// backoff: later, not lost.
+		d.log.Error("could not probe a channel that is down", "err", err)
+	}
 	now := d.o.Clock.Now()
 	tx, err := d.o.Store.W.BeginTx(ctx, nil)
 	if err != nil {
