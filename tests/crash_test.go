@@ -27,15 +27,39 @@ import (
 // PROACTIVED_LONG=1 runs 100k events with 20 kills; PROACTIVED_SEED
 // replays a kill schedule.
 func TestCrashSIGKILL(t *testing.T) {
-	orders, kills, rate := 10_500, 10, 900.0
+	o := crashRun{orders: 10_500, kills: 10, rate: 900}
 	if longRun() {
-		orders, kills, rate = 50_000, 20, 1500.0
+		o = crashRun{orders: 50_000, kills: 20, rate: 1500}
 	}
 	if v := os.Getenv("PROACTIVED_CRASH_RATE"); v != "" {
-		if _, err := fmt.Sscan(v, &rate); err != nil {
+		if _, err := fmt.Sscan(v, &o.rate); err != nil {
 			t.Fatalf("PROACTIVED_CRASH_RATE=%q: %v", v, err)
 		}
 	}
+	o.run(t)
+}
+
+// TestCrashSIGKILLDuringOutage is the crash run with the webhook down —
+// 503 from the second kill, dropped connections from the third, back at
+// the fifth — so daemons are killed with notifications waiting to retry
+// and restart onto a channel that is down (probed, then its retries made
+// due at once): still every expected notification exactly once, repeats
+// only with the same key, at most one per kill.
+func TestCrashSIGKILLDuringOutage(t *testing.T) {
+	crashRun{orders: 3_000, kills: 6, rate: 900, outage: map[int]int32{2: sinkDown, 3: sinkDrop, 5: sinkUp}}.run(t)
+}
+
+// crashRun is one crash scenario: orders over a paced stream at rate
+// events/s, kills SIGKILLs, and the sink's mode set after the kills
+// outage names (nil: always up).
+type crashRun struct {
+	orders, kills int
+	rate          float64
+	outage        map[int]int32
+}
+
+func (o crashRun) run(t *testing.T) {
+	orders, kills, rate := o.orders, o.kills, o.rate
 	seed := seedFromEnv(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	began := time.Now()
@@ -99,6 +123,10 @@ func TestCrashSIGKILL(t *testing.T) {
 			t.Fatalf("daemon %d exited by itself: %v\n%s", run, p.state, p.tail(30))
 		}
 		p.kill(t)
+		if mode, ok := o.outage[k]; ok {
+			sink.mode.Store(mode)
+			t.Logf("kill %2d: the sink's mode is now %d (0 up, 1 answering 503, 2 dropping connections)", k, mode)
+		}
 		total, distinct := sink.counts()
 		t.Logf("kill %2d: SIGKILL after %s up (started: %v); published %d/%d, sink got %d requests, %d keys",
 			k, up, started, pub.published.Load(), len(w.events), total, distinct)
@@ -229,6 +257,12 @@ func TestCrashSIGKILL(t *testing.T) {
 		t.Errorf("outbox: %v, want %d sent and nothing else", st, len(w.expected))
 	}
 
+	if len(o.outage) > 0 {
+		if sink.answered503.Load() == 0 || sink.dropped.Load() == 0 {
+			t.Errorf("the outage did not exercise both failure modes: %d 503s, %d dropped connections", sink.answered503.Load(), sink.dropped.Load())
+		}
+		t.Logf("outage: the sink answered 503 %d times and dropped %d connections", sink.answered503.Load(), sink.dropped.Load())
+	}
 	d := checkDelivery(w.expected, sink)
 	t.Logf("RESULT crash: %d events, %d kills (%d before the daemon had started), %d expected notifications, %d delivered requests, %d distinct keys, %d duplicates (all same key and id: %v), %d publish retries, %s",
 		len(w.events), kills, beforeStart, len(w.expected), d.requests, d.distinct, d.duplicates, len(d.mixed) == 0, pub.retries.Load(), time.Since(began).Round(time.Second))
