@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/proactived/proactived/engine/store"
@@ -31,11 +33,6 @@ func TestCrashSIGKILL(t *testing.T) {
 	if longRun() {
 		o = crashRun{orders: 50_000, kills: 20, rate: 1500}
 	}
-	if v := os.Getenv("PROACTIVED_CRASH_RATE"); v != "" {
-		if _, err := fmt.Sscan(v, &o.rate); err != nil {
-			t.Fatalf("PROACTIVED_CRASH_RATE=%q: %v", v, err)
-		}
-	}
 	o.run(t)
 }
 
@@ -49,33 +46,63 @@ func TestCrashSIGKILLDuringOutage(t *testing.T) {
 	crashRun{orders: 3_000, kills: 6, rate: 900, outage: map[int]int32{2: sinkDown, 3: sinkDrop, 5: sinkUp}}.run(t)
 }
 
+// TestCrashSIGKILLEmbeddedNATS is the crash run on the daemon's defaults:
+// the NATS server is the one embedded in the daemon (`nats.url` empty), so
+// each SIGKILL takes the broker down with it, and the producer publishes
+// into a server that comes and goes. Every event a producer had acked must
+// survive, and every expected notification arrive.
+func TestCrashSIGKILLEmbeddedNATS(t *testing.T) {
+	crashRun{orders: 3_000, kills: 6, rate: 900, embedded: true}.run(t)
+}
+
 // crashRun is one crash scenario: orders over a paced stream at rate
 // events/s, kills SIGKILLs, and the sink's mode set after the kills
-// outage names (nil: always up).
+// outage names (nil: always up). embedded runs the daemon's own NATS
+// server instead of an external one.
 type crashRun struct {
 	orders, kills int
 	rate          float64
 	outage        map[int]int32
+	embedded      bool
 }
 
+// PROACTIVED_CRASH_RATE sets the publish rate of every crash run (0: as
+// fast as the broker takes them).
 func (o crashRun) run(t *testing.T) {
+	if v := os.Getenv("PROACTIVED_CRASH_RATE"); v != "" {
+		if _, err := fmt.Sscan(v, &o.rate); err != nil {
+			t.Fatalf("PROACTIVED_CRASH_RATE=%q: %v", v, err)
+		}
+	}
 	orders, kills, rate := o.orders, o.kills, o.rate
 	seed := seedFromEnv(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	began := time.Now()
 
 	bin := buildDaemon(t)
-	ns := natstest.Run(t)
 	sink := newKeySink(t)
 	dir := t.TempDir()
 	rules := rulesDir(t, map[string]string{"shop.yaml": robustRules})
 	cfgPath := filepath.Join(dir, "proactived.yaml")
-	if err := os.WriteFile(cfgPath, []byte(robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s")), 0o644); err != nil {
+	cfgText := robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s")
+	var natsURL string
+	var natsArgs []string
+	if o.embedded {
+		// The daemon's own server, on a port of its own that every
+		// restart listens on again.
+		addr := freeAddr(t)
+		natsURL = "nats://" + addr
+		cfgText += fmt.Sprintf("nats: { listen: %q }\n", addr)
+	} else {
+		natsURL = natstest.Run(t).URL
+		natsArgs = []string{"--nats", natsURL}
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	args := []string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
-		"--nats", ns.URL, "--http", "127.0.0.1:0", "--log-format", "json"}
+	args := append([]string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
+		"--http", "127.0.0.1:0", "--log-format", "json"}, natsArgs...)
 	w := genWorkload(orders, 200, seed)
 	t.Logf("seed %d (replay: PROACTIVED_SEED=%d); %d events, %d orders, %d expected notifications, %d kills, publishing at ~%.0f events/s",
 		seed, seed, len(w.events), w.orders, len(w.expected), kills, rate)
@@ -103,7 +130,7 @@ func (o crashRun) run(t *testing.T) {
 	// The first daemon creates the stream; then the generator starts.
 	p := spawn()
 	waitFor(t, 30*time.Second, func() error { return readyz(p) })
-	pub := newPublisher(t, ns.URL)
+	pub := newPublisher(t, natsURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pubDone := make(chan error, 1)
@@ -166,14 +193,14 @@ func (o crashRun) run(t *testing.T) {
 	if err := readyz(p); err != nil {
 		t.Errorf("final daemon not ready: %v", err)
 	}
-	if code := p.term(t); code != 0 {
-		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
+	// The stream as the broker has it, read before the graceful stop: an
+	// embedded broker stops with the daemon.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// The engine saw every event: its committed position is the stream's
-	// end, no evaluation failed (an ETA before its order's creation would)
-	// and nothing was dead-lettered.
-	js, err := jetstream.New(ns.Connect(t))
+	defer nc.Close()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +212,20 @@ func (o crashRun) run(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deadMsgs := uint64(0)
+	if dead, err := js.Stream(ctx, "PROACTIVE_EVENTS_DEAD"); err == nil {
+		if di, err := dead.Info(ctx); err == nil {
+			deadMsgs = di.State.Msgs
+		}
+	}
+	nc.Close()
+	if code := p.term(t); code != 0 {
+		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
+	}
+
+	// The engine saw every event: its committed position is the stream's
+	// end, no evaluation failed (an ETA before its order's creation would)
+	// and nothing was dead-lettered.
 	if info.State.Msgs != uint64(len(w.events)) {
 		t.Errorf("stream holds %d messages, published %d distinct events", info.State.Msgs, len(w.events))
 	}
@@ -244,10 +285,8 @@ func (o crashRun) run(t *testing.T) {
 	if kills >= 5 && rebuilt == 0 {
 		t.Errorf("no restart had entity state to rebuild: the kills did not exercise write-back")
 	}
-	if dead, err := js.Stream(ctx, "PROACTIVE_EVENTS_DEAD"); err == nil {
-		if di, err := dead.Info(ctx); err == nil && di.State.Msgs != 0 {
-			t.Errorf("%d events were dead-lettered", di.State.Msgs)
-		}
+	if deadMsgs != 0 {
+		t.Errorf("%d events were dead-lettered", deadMsgs)
 	}
 	st, err := outboxStatus(ctx, db)
 	if err != nil {
@@ -270,4 +309,15 @@ func (o crashRun) run(t *testing.T) {
 		t.Errorf("delivery across %d kills:\n  %s", kills, strings.Join(probs, "\n  "))
 		t.Logf("last daemon log:\n%s", p.tail(40))
 	}
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
