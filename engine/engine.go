@@ -149,6 +149,10 @@ type Engine struct {
 	// dedup log (dedupfold.go); lastFold is when that was.
 	pendingMarks map[[2]string]dedupVal
 	lastFold     time.Time
+	// wmBehind and wmAt are the intake's watermark (Watermark): while
+	// events wait in the stream, time-driven work acts only up to wmAt.
+	wmBehind bool
+	wmAt     time.Time
 	// lastBatch is when the last event batch committed: a small batch
 	// after a wait of quietGap means the stream is quiet.
 	lastBatch time.Time

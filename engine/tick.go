@@ -34,19 +34,26 @@ func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
 	e.rebuildFilters(ctx)
 	ctx = stmtCtx(ctx)
 	now := e.now()
-	n, err := e.fireTimers(ctx, now, timerPage)
-	if err != nil {
-		return false, fmt.Errorf("timers: %w", err)
+	// Deadlines, hold-downs, schedules and deferred notifications act on
+	// an instant only once the events stored before it are applied: after
+	// a restart onto a backlog, a "not dispatched within 48h" deadline
+	// must not fire while the dispatch event that cancels it still waits
+	// in the stream.
+	if upTo, ok := e.timeUpTo(now); ok {
+		n, err := e.fireTimers(ctx, upTo, timerPage)
+		if err != nil {
+			return false, fmt.Errorf("timers: %w", err)
+		}
+		more = n == timerPage
+		if err := e.runSchedules(ctx, upTo); err != nil {
+			return false, fmt.Errorf("schedules: %w", err)
+		}
+		m, err := e.releaseDeferred(ctx, upTo)
+		if err != nil {
+			return false, fmt.Errorf("deferred: %w", err)
+		}
+		more = more || m == deferPage
 	}
-	more = n == timerPage
-	if err := e.runSchedules(ctx, now); err != nil {
-		return false, fmt.Errorf("schedules: %w", err)
-	}
-	m, err := e.releaseDeferred(ctx, now)
-	if err != nil {
-		return false, fmt.Errorf("deferred: %w", err)
-	}
-	more = more || m == deferPage
 	f, err := e.fanoutStep(ctx)
 	if err != nil {
 		return false, fmt.Errorf("fan-out: %w", err)
@@ -66,6 +73,31 @@ func (e *Engine) Tick(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("ttl: %w", err)
 	}
 	return more, nil
+}
+
+// Watermark implements jsintake.Watermarker: the intake says how far the
+// applied events reached in the stream (at, the stream time of the last
+// one) and whether more wait (caughtUp false).
+func (e *Engine) Watermark(at time.Time, caughtUp bool) {
+	e.mu.Lock()
+	e.wmBehind, e.wmAt = !caughtUp, at
+	e.mu.Unlock()
+}
+
+// timeUpTo is the instant time-driven work may act up to: now, or, while
+// events wait in the stream, the stream time of the last one applied. ok
+// is false while events wait and none was applied yet.
+func (e *Engine) timeUpTo(now time.Time) (time.Time, bool) {
+	if !e.wmBehind {
+		return now, true
+	}
+	if e.wmAt.IsZero() {
+		return time.Time{}, false
+	}
+	if e.wmAt.Before(now) {
+		return e.wmAt, true
+	}
+	return now, true
 }
 
 // NextWake is the earliest time at which Tick has work: the next timer,

@@ -64,6 +64,12 @@ type crashRun struct {
 	rate          float64
 	outage        map[int]int32
 	embedded      bool
+	// down is the longest the daemon stays down after a kill (a random
+	// while up to it; 0: restarted at once).
+	down time.Duration
+	// rules and gen replace robustRules and genWorkload.
+	rules string
+	gen   func(orders int, seed uint64) *workload
 }
 
 // PROACTIVED_CRASH_RATE sets the publish rate of every crash run (0: as
@@ -82,7 +88,11 @@ func (o crashRun) run(t *testing.T) {
 	bin := buildDaemon(t)
 	sink := newKeySink(t)
 	dir := t.TempDir()
-	rules := rulesDir(t, map[string]string{"shop.yaml": robustRules})
+	ruleText := robustRules
+	if o.rules != "" {
+		ruleText = o.rules
+	}
+	rules := rulesDir(t, map[string]string{"shop.yaml": ruleText})
 	cfgPath := filepath.Join(dir, "proactived.yaml")
 	cfgText := robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s")
 	var natsURL string
@@ -104,6 +114,9 @@ func (o crashRun) run(t *testing.T) {
 	args := append([]string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
 		"--http", "127.0.0.1:0", "--log-format", "json"}, natsArgs...)
 	w := genWorkload(orders, 200, seed)
+	if o.gen != nil {
+		w = o.gen(orders, seed)
+	}
 	t.Logf("seed %d (replay: PROACTIVED_SEED=%d); %d events, %d orders, %d expected notifications, %d kills, publishing at ~%.0f events/s",
 		seed, seed, len(w.events), w.orders, len(w.expected), kills, rate)
 
@@ -157,6 +170,11 @@ func (o crashRun) run(t *testing.T) {
 		total, distinct := sink.counts()
 		t.Logf("kill %2d: SIGKILL after %s up (started: %v); published %d/%d, sink got %d requests, %d keys",
 			k, up, started, pub.published.Load(), len(w.events), total, distinct)
+		if o.down > 0 {
+			d := time.Duration(rng.Int64N(int64(o.down)))
+			t.Logf("kill %2d: down for %s", k, d.Round(time.Millisecond))
+			time.Sleep(d)
+		}
 		p = spawn()
 	}
 	select {

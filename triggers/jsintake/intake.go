@@ -121,6 +121,10 @@ type Intake struct {
 	// dec is the handler as a Decoder (nil if it is not one): deliveries
 	// are then decoded as they arrive.
 	dec Decoder
+	// behind and lastAt: the watermark last told to a Watermarker (only
+	// Run's goroutine touches them).
+	behind bool
+	lastAt time.Time
 }
 
 // managedKey marks streams proactived created, whose subjects it may update.
@@ -273,6 +277,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	defer func() { sub.stop() }()
 	in.bound.Store(true)
 	defer in.bound.Store(false)
+	in.startWatermark(ctx)
 	in.log.Info("consuming", "stream", in.o.Stream, "consumer", in.o.Consumer, "subjects", in.o.Subjects, "from_seq", in.o.Handler.LastSeq()+1)
 
 	tick := time.NewTicker(in.o.TickEvery)
@@ -299,6 +304,7 @@ func (in *Intake) Run(ctx context.Context) error {
 				if err == nil {
 					in.storeOK.Store(true)
 					backoff = 0
+					in.watermark(batch, len(sub.msgs))
 					break
 				}
 				// The store refused the batch: nothing is acked, readiness
@@ -336,6 +342,11 @@ func (in *Intake) Run(ctx context.Context) error {
 			sub = next
 			in.bound.Store(true)
 		}
+		if len(batch) == 0 && len(sub.msgs) == 0 && in.behind {
+			// Nothing arrived for a tick: ask the server whether anything
+			// still waits (messages the stream's limits deleted never come).
+			in.refreshWatermark(ctx)
+		}
 		if time.Since(lastTick) >= in.o.TickEvery || len(batch) == 0 {
 			lastTick = time.Now()
 			for i := 0; i < 50; i++ {
@@ -350,6 +361,15 @@ func (in *Intake) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// Watermarker is a Handler that wants to know how far behind the stream
+// it is: time-driven work (deadlines, hold-downs, schedules, deferred
+// notifications) must not act on an instant whose events it has not
+// applied yet. Watermark(at, false) says every event stored up to at is
+// applied and later ones wait; Watermark(_, true) says nothing waits.
+type Watermarker interface {
+	Watermark(at time.Time, caughtUp bool)
 }
 
 // delivery is a message as the consumer delivered it: its metadata parsed
@@ -718,6 +738,59 @@ func (in *Intake) checkPosition(ctx context.Context) error {
 		in.o.Handler.ResetSeq(0)
 	}
 	return nil
+}
+
+// watermark tells a Watermarker how far the committed batch reached:
+// caught up when its last message had nothing pending behind it and no
+// delivered message waits in the buffer, else behind at that message's
+// stream time.
+func (in *Intake) watermark(batch []delivery, buffered int) {
+	w, ok := in.o.Handler.(Watermarker)
+	if !ok || len(batch) == 0 {
+		return
+	}
+	md := batch[len(batch)-1].md
+	if md == nil {
+		return
+	}
+	in.behind = md.NumPending > 0 || buffered > 0
+	in.lastAt = md.Timestamp
+	w.Watermark(md.Timestamp, !in.behind)
+}
+
+// refreshWatermark asks the server for the consumer's backlog and tells
+// a Watermarker it caught up when nothing waits.
+func (in *Intake) refreshWatermark(ctx context.Context) {
+	w, ok := in.o.Handler.(Watermarker)
+	if !ok {
+		return
+	}
+	n, err := in.Pending(ctx)
+	if err != nil || n > 0 {
+		return
+	}
+	in.behind = false
+	w.Watermark(in.lastAt, true)
+}
+
+// startWatermark tells a Watermarker, before the first batch, whether
+// events wait: a restart onto a backlog must not fire a deadline whose
+// cancelling event is in that backlog.
+func (in *Intake) startWatermark(ctx context.Context) {
+	w, ok := in.o.Handler.(Watermarker)
+	if !ok {
+		return
+	}
+	n, err := in.Pending(ctx)
+	if err != nil || n == 0 {
+		in.behind = false
+		w.Watermark(time.Time{}, true)
+		return
+	}
+	// Behind, and nothing applied yet in this run: nothing is due until
+	// the first batch says how far the stream reached.
+	in.behind = true
+	w.Watermark(time.Time{}, false)
 }
 
 // Pending reports the consumer's backlog, for metrics and status.
