@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,7 +99,7 @@ func (o crashRun) run(t *testing.T) {
 	if o.embedded {
 		// The daemon's own server, on a port of its own that every
 		// restart listens on again.
-		addr := freeAddr(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		natsURL = "nats://" + addr
 		cfgText += fmt.Sprintf("nats: { listen: %q }\n", addr)
 	} else {
@@ -125,20 +124,7 @@ func (o crashRun) run(t *testing.T) {
 		run++
 		return startProc(t, bin, filepath.Join(dir, fmt.Sprintf("daemon-%02d.log", run)), args...)
 	}
-	readyz := func(p *daemonProc) error {
-		if !p.running() {
-			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
-		}
-		addr := p.httpAddr()
-		if addr == "" {
-			return fmt.Errorf("not started yet")
-		}
-		code, err := probe("http://" + addr + "/readyz")
-		if err != nil || code != 200 {
-			return fmt.Errorf("readyz %d %v", code, err)
-		}
-		return nil
-	}
+	readyz := procReady
 
 	// The first daemon creates the stream; then the generator starts.
 	p := spawn()
@@ -327,15 +313,4 @@ func (o crashRun) run(t *testing.T) {
 		t.Errorf("delivery across %d kills:\n  %s", kills, strings.Join(probs, "\n  "))
 		t.Logf("last daemon log:\n%s", p.tail(40))
 	}
-}
-
-// freeAddr is a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -3,7 +3,6 @@ package tests
 import (
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"testing"
 	"time"
 )
@@ -12,15 +11,7 @@ import (
 // dispatch within 2 s of the order) and a hold-down (a late ETA must stay
 // late for 1 s). A kill leaves their timers armed, and the restarted
 // daemon finds the events that cancel them waiting in the stream.
-const timerRules = `
-entities:
-  order:
-    key: event.order_id
-    subjects: ["shop.orders.>", "shop.shipments.>"]
-  customer:
-    key: event.customer_id
-    subjects: ["shop.customers.>"]
-
+const timerRules = robustEntities + `
 rules:
   - name: not-dispatched
     on: shop.orders.created
@@ -59,10 +50,6 @@ func genTimerWorkload(orders, customers int, seed uint64) *workload {
 		w.events = append(w.events, genEvent{Subject: "shop.customers.updated", ID: "cust-" + id,
 			Body: fmt.Appendf(nil, `{"customer_id":%q,"email":"%s@example.com","locale":"en","channels":["email"]}`, id, id)})
 	}
-	type slot struct {
-		step, kind int
-		ev         genEvent
-	}
 	var slots []slot
 	for i := 0; i < orders; i++ {
 		id := fmt.Sprintf("o-%06d", i)
@@ -86,15 +73,7 @@ func genTimerWorkload(orders, customers int, seed uint64) *workload {
 			}
 		}
 	}
-	sort.SliceStable(slots, func(a, b int) bool {
-		if slots[a].step != slots[b].step {
-			return slots[a].step < slots[b].step
-		}
-		return slots[a].kind < slots[b].kind
-	})
-	for _, s := range slots {
-		w.events = append(w.events, s.ev)
-	}
+	w.events = append(w.events, inOrder(slots)...)
 	return w
 }
 

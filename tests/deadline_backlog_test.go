@@ -33,19 +33,7 @@ func TestDeadlineWaitsForTheBacklog(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	args := []string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
 		"--nats", ns.URL, "--http", "127.0.0.1:0", "--log-format", "json"}
-	ready := func(p *daemonProc) error {
-		if !p.running() {
-			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
-		}
-		addr := p.httpAddr()
-		if addr == "" {
-			return fmt.Errorf("not started yet")
-		}
-		if code, err := probe("http://" + addr + "/readyz"); err != nil || code != 200 {
-			return fmt.Errorf("readyz %d %v", code, err)
-		}
-		return nil
-	}
+	ready := procReady
 	// The orders are created while the daemon runs: their deadlines are
 	// armed. Then it stops.
 	p := startProc(t, bin, filepath.Join(dir, "daemon-1.log"), args...)

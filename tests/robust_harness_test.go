@@ -45,15 +45,7 @@ func longRun() bool { return os.Getenv("PROACTIVED_LONG") != "" }
 // robustRules is the rule set of the robustness tests: an order is late
 // when its carrier ETA is more than an hour past the promise; each late
 // ETA is one notification (dedup key = order + ETA).
-const robustRules = `
-entities:
-  order:
-    key: event.order_id
-    subjects: ["shop.orders.>", "shop.shipments.>"]
-  customer:
-    key: event.customer_id
-    subjects: ["shop.customers.>"]
-
+const robustRules = robustEntities + `
 rules:
   - name: order-late
     on: shop.shipments.eta
@@ -71,6 +63,17 @@ templates:
     en:
       subject: "Order {{ .order.order_id }} is late"
       body: "It now arrives {{ .vars.eta }}."
+`
+
+// robustEntities are the shop's entities every robustness rule set uses.
+const robustEntities = `
+entities:
+  order:
+    key: event.order_id
+    subjects: ["shop.orders.>", "shop.shipments.>"]
+  customer:
+    key: event.customer_id
+    subjects: ["shop.customers.>"]
 `
 
 // robustConfig is proactived.yaml for the robustness tests: quiet hours
@@ -182,10 +185,6 @@ func genWorkload(orders, customers int, seed uint64) *workload {
 			Body: fmt.Appendf(nil, `{"customer_id":%q,"email":"%s@example.com","phone":"+1555%07d","locale":"en","channels":["email","sms"]}`, id, id, c)})
 	}
 	const lag = 700 // steps between an order's events
-	type slot struct {
-		step, kind int // kind orders events of one step: created, first ETA, second ETA
-		ev         genEvent
-	}
 	var slots []slot
 	ts := func(t time.Time) string { return t.Format(time.RFC3339) }
 	for i := 0; i < orders; i++ {
@@ -216,16 +215,30 @@ func genWorkload(orders, customers int, seed uint64) *workload {
 			eta(1, onTime)
 		}
 	}
+	w.events = append(w.events, inOrder(slots)...)
+	return w
+}
+
+// slot places a generated event: at a step of the stream, kind ordering
+// the events of one step.
+type slot struct {
+	step, kind int
+	ev         genEvent
+}
+
+// inOrder is the events of slots by step, then kind.
+func inOrder(slots []slot) []genEvent {
 	sort.SliceStable(slots, func(a, b int) bool {
 		if slots[a].step != slots[b].step {
 			return slots[a].step < slots[b].step
 		}
 		return slots[a].kind < slots[b].kind
 	})
+	evs := make([]genEvent, 0, len(slots))
 	for _, s := range slots {
-		w.events = append(w.events, s.ev)
+		evs = append(evs, s.ev)
 	}
-	return w
+	return evs
 }
 
 // publisher publishes a workload through JetStream in chunks, at a paced
@@ -523,6 +536,22 @@ func probe(url string) (int, error) {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
+}
+
+// procReady is nil once the daemon process answers /readyz with 200.
+func procReady(p *daemonProc) error {
+	if !p.running() {
+		return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
+	}
+	addr := p.httpAddr()
+	if addr == "" {
+		return fmt.Errorf("not started yet")
+	}
+	code, err := probe("http://" + addr + "/readyz")
+	if err != nil || code != 200 {
+		return fmt.Errorf("readyz %d %v", code, err)
+	}
+	return nil
 }
 
 // freePort returns a loopback port that was free a moment ago.
