@@ -28,7 +28,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("latency "+l.Name, "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms  at %.0f events/s (%d samples)",
 			l.P50ms, l.P95ms, l.P99ms, l.Maxms, l.Actual, l.Samples)
 	}
-	p("peak RSS", "%.0f MB (whole process: engine, NATS server, publisher, sink)", r.PeakRSSMB)
+	p("peak RSS", "%.0f MB (whole process: engine, NATS server, publisher, sink; the 256 MB target is the daemon's with 1M entities: --memory)", r.PeakRSSMB)
 	if len(r.Targets) > 0 {
 		fmt.Fprintf(tw, "\ntargets (SPEC.md, for 2 cores and 1,000 rules; this machine has %d)\n", m.CPUs)
 		for _, t := range r.Targets {
