@@ -781,14 +781,14 @@ func (in *Intake) startWatermark(ctx context.Context) {
 	if !ok {
 		return
 	}
-	n, err := in.Pending(ctx)
-	if err != nil || n == 0 {
+	if n, err := in.Pending(ctx); err == nil && n == 0 {
 		in.behind = false
 		w.Watermark(time.Time{}, true)
 		return
 	}
-	// Behind, and nothing applied yet in this run: nothing is due until
-	// the first batch says how far the stream reached.
+	// Behind (or the server could not say), and nothing applied yet in
+	// this run: nothing is due until the first batch says how far the
+	// stream reached, or an idle tick finds nothing waiting.
 	in.behind = true
 	w.Watermark(time.Time{}, false)
 }
