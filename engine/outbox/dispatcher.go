@@ -91,6 +91,9 @@ type Dispatcher struct {
 	// and a batch's outcomes. Only one claim and one record run at a time.
 	leases                           *store.Bulk
 	sentRows, attemptRows, decisions *store.Bulk
+	// dueRows makes waiting retries due now (probe.go): used by a claim's
+	// probe and a record's pull-forward, which do not overlap either.
+	dueRows *store.Bulk
 }
 
 // slowSend is the channel latency worth one more concurrent send.
@@ -136,10 +139,7 @@ func (l *lane) release(took time.Duration) {
 }
 
 func (d *Dispatcher) lane(r *row) *lane {
-	name := ""
-	if r.hop < len(r.cands) {
-		name = r.cands[r.hop].Channel
-	}
+	name := rowChannel(r)
 	d.lanesMu.Lock()
 	defer d.lanesMu.Unlock()
 	l := d.lanes[name]
@@ -178,7 +178,9 @@ func New(o Options) *Dispatcher {
 		sentRows: store.NewBulk(`WITH v(id, attempt, at) AS (VALUES %s)
 			UPDATE outbox SET status = 'sent', attempts = v.attempt, sent_at = v.at, updated_at = v.at, last_error = '' FROM v WHERE outbox.id = v.id`, 3),
 		attemptRows: store.Insert("attempts (notification, at, channel, attempt, ok, retry, error, millis)", 8),
-		decisions:   store.InsertDecisions(),
+		dueRows: store.NewBulk(`WITH v(id, at) AS (VALUES %s)
+			UPDATE outbox SET next_at = v.at FROM v WHERE outbox.id = v.id AND outbox.status = 'retry'`, 2),
+		decisions: store.InsertDecisions(),
 	}
 }
 
@@ -592,10 +594,7 @@ type outcomes struct{ sent, attempts, decisions []any }
 func (d *Dispatcher) outcome(ctx context.Context, tx *sql.Tx, res result, o *outcomes) error {
 	r := res.row
 	at := store.Millis(res.at)
-	channel := ""
-	if r.hop < len(r.cands) {
-		channel = r.cands[r.hop].Channel
-	}
+	channel := rowChannel(r)
 	attempt := r.attempts + 1
 	errText := ""
 	if res.err != nil {

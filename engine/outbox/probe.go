@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -143,11 +142,16 @@ func (d *Dispatcher) probe(ctx context.Context) error {
 		h.seeded = true
 		h.mu.Unlock()
 	}
+	// The channels whose probe is due count as probed now, whether or not
+	// one of their notifications waits: a down channel with nothing
+	// waiting is probed by its next new notification, and looked at again
+	// after the interval.
 	h.mu.Lock()
 	due := map[string]bool{}
 	for ch, last := range h.down {
 		if !now.Before(last.Add(d.o.Probe)) {
 			due[ch] = true
+			h.down[ch] = now
 		}
 	}
 	h.mu.Unlock()
@@ -161,30 +165,17 @@ func (d *Dispatcher) probe(ctx context.Context) error {
 		if due[ch] {
 			delete(due, ch)
 			ids = append(ids, id)
-			h.mu.Lock()
-			h.down[ch] = now
-			h.mu.Unlock()
 		}
 		return len(due) > 0
 	})
 	if err != nil {
 		return err
 	}
-	// A down channel with nothing waiting is probed by its next new
-	// notification; it is looked at again after the interval.
-	h.mu.Lock()
-	for ch := range due {
-		if _, ok := h.down[ch]; ok {
-			h.down[ch] = now
-		}
-	}
-	h.mu.Unlock()
-	_, err = d.makeDue(ctx, ids, now)
-	return err
+	return d.makeDue(ctx, ids, now)
 }
 
 // pullForward makes every notification waiting to retry on channel ch
-// due at now and returns how many.
+// due at now and returns how many it found waiting.
 func (d *Dispatcher) pullForward(ctx context.Context, ch string, now time.Time) (int, error) {
 	var ids []string
 	if err := d.eachWaitingRetry(ctx, now, func(id, c string) bool {
@@ -195,7 +186,7 @@ func (d *Dispatcher) pullForward(ctx context.Context, ch string, now time.Time) 
 	}); err != nil {
 		return 0, err
 	}
-	return d.makeDue(ctx, ids, now)
+	return len(ids), d.makeDue(ctx, ids, now)
 }
 
 // eachWaitingRetry calls fn with the id and current channel of each
@@ -230,24 +221,14 @@ func (d *Dispatcher) eachWaitingRetry(ctx context.Context, now time.Time, fn fun
 }
 
 // makeDue sets next_at = now on those of ids still waiting to retry.
-func (d *Dispatcher) makeDue(ctx context.Context, ids []string, now time.Time) (int, error) {
-	const chunk = 500
-	n := int64(0)
-	for len(ids) > 0 {
-		part := ids[:min(chunk, len(ids))]
-		ids = ids[len(part):]
-		args := make([]any, 0, len(part)+1)
-		args = append(args, store.Millis(now))
-		for _, id := range part {
-			args = append(args, id)
-		}
-		res, err := d.o.Store.W.ExecContext(context.WithoutCancel(ctx),
-			`UPDATE outbox SET next_at = ? WHERE status = 'retry' AND id IN (?`+strings.Repeat(", ?", len(part)-1)+`)`, args...)
-		if err != nil {
-			return int(n), fmt.Errorf("probe: %w", err)
-		}
-		k, _ := res.RowsAffected()
-		n += k
+func (d *Dispatcher) makeDue(ctx context.Context, ids []string, now time.Time) error {
+	at := store.Millis(now)
+	args := make([]any, 0, 2*len(ids))
+	for _, id := range ids {
+		args = append(args, id, at)
 	}
-	return int(n), nil
+	if err := d.dueRows.Exec(context.WithoutCancel(ctx), d.o.Store.W, args); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
 }
