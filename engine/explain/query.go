@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/proactived/proactived/engine/policy"
@@ -202,7 +201,7 @@ func notificationsByID(ctx context.Context, db *sql.DB, ids []string, lim int) (
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), inChunk)]
 		ids = ids[len(chunk):]
-		ns, _, err := queryNotifications(ctx, db, len(chunk), `WHERE id IN (`+placeholders(len(chunk))+`)`, anys(chunk)...)
+		ns, _, err := queryNotifications(ctx, db, len(chunk), `WHERE id IN (`+store.Placeholders(len(chunk))+`)`, anys(chunk)...)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +230,7 @@ func attachAttempts(ctx context.Context, db *sql.DB, notes []Notification) error
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), inChunk)]
 		ids = ids[len(chunk):]
-		rows, err := db.QueryContext(ctx, `SELECT id, notification, at, channel, attempt, ok, retry, error, millis FROM attempts WHERE notification IN (`+placeholders(len(chunk))+`) ORDER BY id`, anys(chunk)...)
+		rows, err := db.QueryContext(ctx, `SELECT id, notification, at, channel, attempt, ok, retry, error, millis FROM attempts WHERE notification IN (`+store.Placeholders(len(chunk))+`) ORDER BY id`, anys(chunk)...)
 		if err != nil {
 			return fmt.Errorf("attempts: %w", err)
 		}
@@ -387,10 +386,6 @@ func (tl *Timeline) assemble(events []Event, decisions []Decision, notes []Notif
 // isOutcome: verdicts the outbox records after a delivery attempt.
 func isOutcome(verdict string) bool {
 	return verdict == policy.VerdictDelivered || verdict == policy.VerdictFallback || verdict == policy.VerdictFailed
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
 func anys(ss []string) []any {

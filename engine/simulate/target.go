@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/proactived/proactived/engine"
@@ -65,7 +64,7 @@ func DeliveredBefore(ctx context.Context, db *sql.DB, etype, key string, at time
 	q := `SELECT 1 FROM decisions WHERE ` + in + ` AND etype = ? AND ekey = ? AND verdict = ? AND mode = 'live' AND at <= ?`
 	args = append(args, etype, key, policy.VerdictDelivered, store.Millis(at))
 	if len(informedBy) > 0 {
-		q += ` AND rule IN (?` + strings.Repeat(", ?", len(informedBy)-1) + `)`
+		q += ` AND rule IN (` + store.Placeholders(len(informedBy)) + `)`
 		for _, r := range informedBy {
 			args = append(args, r)
 		}

@@ -64,7 +64,7 @@ func (bk *Bulk) sql(rows int) string {
 	if q, ok := bk.sqls[rows]; ok {
 		return q
 	}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", bk.cols), ", ") + ")"
+	one := "(" + Placeholders(bk.cols) + ")"
 	q := fmt.Sprintf(bk.stmt, strings.TrimSuffix(strings.Repeat(one+", ", rows), ", "))
 	bk.sqls[rows] = q
 	return q

@@ -189,7 +189,7 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 	cur := p.cursors[w.name]
 	after, args := "", []any{}
 	if cur != nil {
-		after = ` WHERE (` + keys + `) > (` + placeholders(len(cur)) + `)`
+		after = ` WHERE (` + keys + `) > (` + Placeholders(len(cur)) + `)`
 		args = append(args, cur...)
 	}
 	cols := keys
@@ -218,11 +218,11 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 	q := `DELETE FROM ` + w.tbl + ` WHERE (` + w.cond + `)`
 	dargs := slices.Clone(w.args)
 	if cur != nil {
-		q += ` AND (` + keys + `) > (` + placeholders(len(cur)) + `)`
+		q += ` AND (` + keys + `) > (` + Placeholders(len(cur)) + `)`
 		dargs = append(dargs, cur...)
 	}
 	if !end {
-		q += ` AND (` + keys + `) <= (` + placeholders(len(last)) + `)`
+		q += ` AND (` + keys + `) <= (` + Placeholders(len(last)) + `)`
 		dargs = append(dargs, last...)
 	}
 	res, err := w.db.ExecContext(ctx, q, dargs...)
@@ -241,7 +241,8 @@ func (p *Pruner) step(ctx context.Context, w walk) (deleted int64, more bool, er
 	return deleted, true, nil
 }
 
-// placeholders is n comma-separated anonymous parameters.
-func placeholders(n int) string {
+// Placeholders is n comma-separated anonymous parameters, for an IN list
+// or a row value.
+func Placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
