@@ -277,7 +277,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	defer func() { sub.stop() }()
 	in.bound.Store(true)
 	defer in.bound.Store(false)
-	in.startWatermark(ctx)
+	in.settleWatermark(ctx)
 	in.log.Info("consuming", "stream", in.o.Stream, "consumer", in.o.Consumer, "subjects", in.o.Subjects, "from_seq", in.o.Handler.LastSeq()+1)
 
 	tick := time.NewTicker(in.o.TickEvery)
@@ -343,9 +343,7 @@ func (in *Intake) Run(ctx context.Context) error {
 			in.bound.Store(true)
 		}
 		if len(batch) == 0 && len(sub.msgs) == 0 && in.behind {
-			// Nothing arrived for a tick: ask the server whether anything
-			// still waits (messages the stream's limits deleted never come).
-			in.refreshWatermark(ctx)
+			in.settleWatermark(ctx)
 		}
 		if time.Since(lastTick) >= in.o.TickEvery || len(batch) == 0 {
 			lastTick = time.Now()
@@ -758,39 +756,21 @@ func (in *Intake) watermark(batch []delivery, buffered int) {
 	w.Watermark(md.Timestamp, !in.behind)
 }
 
-// refreshWatermark asks the server for the consumer's backlog and tells
-// a Watermarker it caught up when nothing waits.
-func (in *Intake) refreshWatermark(ctx context.Context) {
+// settleWatermark asks the server whether events wait for the consumer
+// and tells a Watermarker: caught up when none do, else behind at the
+// last event applied (none yet at the start: nothing is due until the
+// first batch). Run calls it when it binds, so a restart onto a backlog
+// does not fire a deadline whose cancelling event is in that backlog, and
+// on a tick with nothing delivered while behind (messages the stream's
+// limits deleted never come). If the server cannot say, it stays behind.
+func (in *Intake) settleWatermark(ctx context.Context) {
 	w, ok := in.o.Handler.(Watermarker)
 	if !ok {
 		return
 	}
 	n, err := in.Pending(ctx)
-	if err != nil || n > 0 {
-		return
-	}
-	in.behind = false
-	w.Watermark(in.lastAt, true)
-}
-
-// startWatermark tells a Watermarker, before the first batch, whether
-// events wait: a restart onto a backlog must not fire a deadline whose
-// cancelling event is in that backlog.
-func (in *Intake) startWatermark(ctx context.Context) {
-	w, ok := in.o.Handler.(Watermarker)
-	if !ok {
-		return
-	}
-	if n, err := in.Pending(ctx); err == nil && n == 0 {
-		in.behind = false
-		w.Watermark(time.Time{}, true)
-		return
-	}
-	// Behind (or the server could not say), and nothing applied yet in
-	// this run: nothing is due until the first batch says how far the
-	// stream reached, or an idle tick finds nothing waiting.
-	in.behind = true
-	w.Watermark(time.Time{}, false)
+	in.behind = err != nil || n > 0
+	w.Watermark(in.lastAt, !in.behind)
 }
 
 // Pending reports the consumer's backlog, for metrics and status.
