@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/proactived/proactived/engine/daemon"
 	"github.com/proactived/proactived/engine/explain"
+	"github.com/proactived/proactived/engine/store"
 )
 
 // The JSON API (docs/api.md) against the real daemon: auth, decisions and
@@ -283,6 +285,14 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("explain", func(t *testing.T) {
+		// The journal file is written a little after the decisions (it
+		// lingers to batch rows): wait until it has p-1's events.
+		waitFor(t, 5*time.Second, func() error {
+			if ev, _, err := store.JournalEvents(context.Background(), e.d.Store().R, "parcel", "p-1", 10); err != nil || len(ev) < 2 {
+				return fmt.Errorf("p-1's journal: %d events (%v), want 2", len(ev), err)
+			}
+			return nil
+		})
 		var tl explain.Timeline
 		e.apiGet("/api/v1/explain/parcel/p-1", &tl)
 		if !tl.Known || tl.View != "entity" || tl.State["eta"] != "2026-11-22T12:00:00Z" {

@@ -102,6 +102,15 @@ func TestExplainVerb(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The event journal is its own file, written a little after the
+	// decisions (it lingers up to 100ms to batch rows): wait until it holds
+	// the four events (stream sequences 1–4) before reading it.
+	for d.Store().Journal.Durable() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("journal did not catch up: through %d", d.Store().Journal.Durable())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	check := func(when string) {
 		code, out, errOut := runExplain(t, "--data", data, "order:o-1")
