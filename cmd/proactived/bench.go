@@ -27,6 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.LatencyFor, "latency-for", 5*time.Second, "how long each latency run publishes")
 	fs.IntVar(&o.Orders, "orders", 0, "order keys (default: min(4000, events/20))")
 	fs.Float64Var(&o.FireShare, "fire-share", 0.4, "share of events that fire a rule, 0 < x ≤ 1 (with many --orders, 1 makes nearly every event a new notification: the outbox's write rate)")
+	fs.IntVar(&o.Burst, "burst", 0, "events in the outbox run, in which nearly every event is a new notification (default: events/5; -1 skips it)")
 	fs.IntVar(&o.Customers, "customers", 0, "customer keys (default: orders/4)")
 	fs.IntVar(&o.Batch, "batch", 0, "intake.batch (default: the daemon's)")
 	fs.IntVar(&o.CatchUpBatch, "catch-up-batch", 0, "intake.catch_up_batch (default: the daemon's)")

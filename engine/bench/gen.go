@@ -90,7 +90,10 @@ type world struct {
 	boot      int                 // events left in the bootstrap (customers, then orders)
 	bootPos   int
 	fireShare float64
-	buf       []byte
+	// onlyNew makes every order event fire a rule for an order it has not
+	// fired for yet (a new notification), while pairs are left.
+	onlyNew bool
+	buf     []byte
 }
 
 // genEvent is one generated event.
@@ -249,7 +252,7 @@ func (w *world) next(now time.Time) genEvent {
 	}
 	subject := w.hot[w.rng.IntN(len(w.hot))]
 	rs := w.bySubject[subject]
-	want := w.rng.Float64() < w.fireShare
+	want := w.onlyNew || w.rng.Float64() < w.fireShare
 	for try := 0; ; try++ {
 		ri := rs[w.rng.IntN(len(rs))]
 		r := &w.rules[ri]
@@ -266,6 +269,11 @@ func (w *world) next(now time.Time) genEvent {
 		merged := *o
 		merged.status = status
 		f := w.fires(r, &merged, reason, region, eta, attempts)
+		if f && w.onlyNew && try < 200 {
+			if _, seen := w.fired[[2]int{ri, oi}]; seen {
+				continue
+			}
+		}
 		if f != want && try < 200 {
 			continue
 		}

@@ -21,10 +21,10 @@ type sink struct {
 	last time.Time
 	// gate holds every request until it is closed (open), so the outbox
 	// fills while the engine is measured and delivery is measured alone.
+	// hold shuts it again for the outbox run.
 	gate     chan struct{}
-	openOnce sync.Once
-	openedAt time.Time
-	atOpen   int // distinct notifications received before the gate opened
+	openedAt time.Time // the first opening
+	atOpen   int       // distinct notifications received before it
 }
 
 func startSink() (*sink, error) {
@@ -39,8 +39,11 @@ func startSink() (*sink, error) {
 }
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
 	select {
-	case <-s.gate:
+	case <-gate:
 	case <-r.Context().Done():
 		return
 	}
@@ -62,12 +65,28 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // open lets requests through from now on.
 func (s *sink) open() {
-	s.openOnce.Do(func() {
-		s.mu.Lock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.gate:
+		return // open already
+	default:
+	}
+	if s.openedAt.IsZero() {
 		s.openedAt, s.atOpen = time.Now(), len(s.keys)
-		s.mu.Unlock()
-		close(s.gate)
-	})
+	}
+	close(s.gate)
+}
+
+// hold shuts the gate again: requests wait until the next open.
+func (s *sink) hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.gate:
+		s.gate = make(chan struct{})
+	default:
+	}
 }
 
 // drained is the delivery since the gate opened: notifications and the

@@ -47,8 +47,15 @@ func (r *Report) targets() []Target {
 			t = append(t, Target{Name: "p99 event→decision at 20,000 events/s", Goal: fmt.Sprintf("≤ %d ms", goalFixedP99ms), Measured: l.P99ms, Unit: "ms", Met: l.Samples > 0 && l.P99ms <= goalFixedP99ms})
 		}
 	}
+	// The outbox's write rate is the outbox run's when there was one: the
+	// drain's is bounded by its mix (at the default fire share about a
+	// third of its events are new notifications), not by the outbox.
+	outbox := r.OutboxRate
+	if r.Burst.Events > 0 {
+		outbox = r.Burst.Rate
+	}
 	return append(t,
-		Target{Name: "notifications/s into the outbox", Goal: fmt.Sprintf("≥ %d", goalOutboxPerSec), Measured: r.OutboxRate, Unit: "/s", Met: r.OutboxRate >= goalOutboxPerSec},
+		Target{Name: "notifications/s into the outbox", Goal: fmt.Sprintf("≥ %d", goalOutboxPerSec), Measured: outbox, Unit: "/s", Met: outbox >= goalOutboxPerSec},
 		Target{Name: "notifications/s to a local webhook", Goal: fmt.Sprintf("≥ %d", goalDeliverySec), Measured: r.DeliverRate, Unit: "/s", Met: r.DeliverRate >= goalDeliverySec},
 	)
 }
