@@ -69,7 +69,7 @@ func TestTinyBench(t *testing.T) {
 	if len(rep.Targets) != 5 || rep.NotMeasured == "" {
 		t.Errorf("targets %+v (not measured: %q), want the five a run at 3,000/s measures", rep.Targets, rep.NotMeasured)
 	}
-	for _, want := range []string{"raw JetStream consume", "engine / raw", "latency half", "outbox burst", "webhook deliveries", "peak RSS", "targets (SPEC.md", "engine events/s", "not measured here"} {
+	for _, want := range []string{"raw JetStream consume", "engine / raw", "latency half", "outbox burst", "expected) from 400 events", "webhook deliveries", "peak RSS", "targets (SPEC.md", "engine events/s", "not measured here"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

@@ -24,8 +24,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("outbox writes", "%d notifications, %.0f/s during the engine run (%.0f%% of its events were new notifications)",
 		r.OutboxRows, r.OutboxRate, 100*float64(r.OutboxRows)/float64(max(1, r.Events)))
 	if b := r.Burst; b.Events > 0 {
-		p("outbox burst", "%d notifications from %d events, %.0f/s written, %.1f µs CPU each, publisher included (a burst of new notifications)",
-			b.Notifications, b.Events, b.Rate, b.CPUus)
+		p("outbox burst", "%d notifications (%d expected) from %d events, %.0f/s written, %.1f µs CPU each, publisher included (a burst of new notifications)",
+			b.Notifications, b.Expected, b.Events, b.Rate, b.CPUus)
 	}
 	p("webhook deliveries", "%.0f/s (draining the %d-notification outbox the backlog left, in %.1fs)", r.DeliverRate, r.OutboxRows, r.DeliverSecs)
 	p("notifications", "%d expected, %d delivered, %d repeated deliveries (same idempotency key)", r.Expected, r.Delivered, r.Duplicates)
