@@ -235,7 +235,6 @@ func (m *Metrics) DeadLettered(reason string) {
 // Pending implements jsintake.Observer.
 func (m *Metrics) Pending(n uint64) { m.pending.Set(float64(n)) }
 
-// Attempt implements outbox.Observer.
 // ChannelDown implements outbox.Observer: a channel was found down, or
 // came back.
 func (m *Metrics) ChannelDown(channel string, down bool) {
@@ -246,6 +245,7 @@ func (m *Metrics) ChannelDown(channel string, down bool) {
 	m.channelDown.WithLabelValues(channel).Set(v)
 }
 
+// Attempt implements outbox.Observer.
 func (m *Metrics) Attempt(channel string, ok bool, d time.Duration) {
 	m.mu.RLock()
 	s := m.channels[channel]
