@@ -615,9 +615,9 @@ func (c *commitLog) last() (uint64, time.Time) {
 	return c.seqs[len(c.seqs)-1], c.at[len(c.at)-1]
 }
 
-// firstFrom returns the first commit that covers seq: its position and
+// commitOf returns the first commit that covers seq: its position and
 // time.
-func (c *commitLog) firstFrom(seq uint64) (uint64, time.Time, bool) {
+func (c *commitLog) commitOf(seq uint64) (uint64, time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i, _ := slices.BinarySearch(c.seqs, seq)
@@ -625,17 +625,6 @@ func (c *commitLog) firstFrom(seq uint64) (uint64, time.Time, bool) {
 		return 0, time.Time{}, false
 	}
 	return c.seqs[i], c.at[i], true
-}
-
-// commitOf returns the time of the first commit covering seq.
-func (c *commitLog) commitOf(seq uint64) (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i, _ := slices.BinarySearch(c.seqs, seq)
-	if i == len(c.seqs) {
-		return time.Time{}, false
-	}
-	return c.at[i], true
 }
 
 // engine starts the daemon over the backlog and measures it draining.
@@ -762,7 +751,7 @@ func (r *runner) burst(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	firstSeq, firstAt, ok := r.commits.firstFrom(p.seq0)
+	firstSeq, firstAt, ok := r.commits.commitOf(p.seq0)
 	_, lastAt := r.commits.last()
 	if !ok {
 		return fmt.Errorf("bench: no commit covers sequence %d", p.seq0)
@@ -902,7 +891,7 @@ func (r *runner) latency(ctx context.Context, name string, rate float64) (Latenc
 		if !p.fire[i] {
 			continue
 		}
-		c, ok := r.commits.commitOf(p.seq0 + uint64(i))
+		_, c, ok := r.commits.commitOf(p.seq0 + uint64(i))
 		if !ok {
 			return l, fmt.Errorf("bench: no commit covers sequence %d", p.seq0+uint64(i))
 		}

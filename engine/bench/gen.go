@@ -269,12 +269,11 @@ func (w *world) next(now time.Time) genEvent {
 		merged := *o
 		merged.status = status
 		f := w.fires(r, &merged, reason, region, eta, attempts)
-		if f && w.onlyNew && try < 200 {
-			if _, seen := w.fired[[2]int{ri, oi}]; seen {
-				continue
-			}
+		repeat := false // onlyNew: the pair fired before
+		if f && w.onlyNew {
+			_, repeat = w.fired[[2]int{ri, oi}]
 		}
-		if f != want && try < 200 {
+		if (f != want || repeat) && try < 200 {
 			continue
 		}
 		// Accepted: no other rule of the subject can fire (reasons are
