@@ -3,8 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -52,8 +50,7 @@ func TestRecoveredChannelGetsItsRetriesAtOnce(t *testing.T) {
 		return nil
 	})
 	// Down for a while longer: probes, one at a time.
-	metricsURL := "http://" + e.d.HTTPAddr() + "/metrics"
-	waitFor(t, 5*time.Second, func() error { return channelDownIs(metricsURL, "email", 1) })
+	waitFor(t, 5*time.Second, func() error { return channelDownIs(e, "email", 1) })
 	time.Sleep(time.Until(down.Add(3 * time.Second)))
 	primary.mode.Store(sinkUp)
 	up := time.Now()
@@ -77,7 +74,7 @@ func TestRecoveredChannelGetsItsRetriesAtOnce(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 5*time.Second, func() error { return channelDownIs(metricsURL, "email", 0) })
+	waitFor(t, 5*time.Second, func() error { return channelDownIs(e, "email", 0) })
 	t.Logf("all %d delivered %s after the channel came back (backoff 10m, probe %s, %d failed attempts while down)",
 		orders, time.Since(up).Round(time.Millisecond), probe, whileDown)
 	if probs := checkDelivery(expected, primary, fallback).problems(-1); len(probs) > 0 {
@@ -90,20 +87,11 @@ func TestRecoveredChannelGetsItsRetriesAtOnce(t *testing.T) {
 	}
 }
 
-// channelDownIs checks proactived_channel_down{channel} on /metrics.
-func channelDownIs(url, channel string, want int) error {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
+// channelDownIs checks proactived_channel_down{channel} on /metrics (the
+// series appears only once the channel was first found down).
+func channelDownIs(e *env, channel string, want int) error {
 	line := fmt.Sprintf(`proactived_channel_down{channel=%q} %d`, channel, want)
-	if !strings.Contains(string(b)+"\n", line+"\n") {
+	if !strings.Contains(e.scrape()+"\n", line+"\n") {
 		return fmt.Errorf("/metrics lacks %q", line)
 	}
 	return nil
