@@ -35,11 +35,10 @@ func TestDeadlineWaitsForTheBacklog(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	args := []string{"run", "--config", cfgPath, "--rules", rules, "--data", data,
 		"--nats", ns.URL, "--http", "127.0.0.1:0", "--log-format", "json"}
-	ready := procReady
 	// The orders are created while the daemon runs: their deadlines are
 	// armed. Then it stops.
 	p := startProc(t, bin, filepath.Join(dir, "daemon-1.log"), args...)
-	waitFor(t, 30*time.Second, func() error { return ready(p) })
+	waitFor(t, 30*time.Second, func() error { return procReady(p) })
 	var evs []genEvent
 	for c := 0; c < 10; c++ {
 		evs = append(evs, genEvent{Subject: "shop.customers.updated", ID: fmt.Sprintf("cust-%d", c),
@@ -98,7 +97,7 @@ func TestDeadlineWaitsForTheBacklog(t *testing.T) {
 	// few ticks passed.
 	p = startProc(t, bin, filepath.Join(dir, "daemon-2.log"), args...)
 	waitFor(t, 60*time.Second, func() error {
-		if err := ready(p); err != nil {
+		if err := procReady(p); err != nil {
 			return err
 		}
 		if n := missing(expected, sink); n > 0 {
