@@ -128,8 +128,11 @@ type Engine struct {
 	journalQ             []store.JournalRow
 	stateSeq, journalSeq uint64
 	rebuildPending       bool
-	flushEvery           time.Duration
-	maxDirty             int
+	// rebuiltSeq is the last event the rebuild under way merged: one the
+	// broker cut off resumes after it.
+	rebuiltSeq uint64
+	flushEvery time.Duration
+	maxDirty   int
 	// Answers from tables only the engine writes (memo.go).
 	dedupMemo   *memo[[2]string, dedupVal]
 	contactMemo *memo[string, bool]

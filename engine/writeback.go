@@ -215,6 +215,7 @@ func (e *Engine) rolledBack() {
 	clear(e.dirtyQ)
 	e.dirtyQ = e.dirtyQ[:0]
 	e.journalQ = nil
+	e.rebuiltSeq = 0 // what a rebuild merged was in the cache
 	if min(e.stateSeq, e.journalSeq) < e.lastSeq {
 		e.rebuildPending = true
 	}
@@ -290,7 +291,7 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 	ctx = stmtCtx(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.rebuildPending || raw.Seq > e.lastSeq || raw.Seq <= min(e.stateSeq, e.journalSeq) {
+	if !e.rebuildPending || raw.Seq > e.lastSeq || raw.Seq <= max(min(e.stateSeq, e.journalSeq), e.rebuiltSeq) {
 		return nil
 	}
 	ev, rej := event.DecodeWith(raw, e.cfg.Intake.MaxEventBytes, e.keys)
@@ -312,16 +313,25 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 	if rej != nil {
 		return nil
 	}
-	for _, k := range p.keys {
-		if !k.merge {
-			continue
-		}
-		if ev.Seq > e.stateSeq {
+	// Every entity is loaded before anything changes: an event either
+	// merges whole or not at all, so a rebuild cut off here (the store
+	// failing) and resumed does not queue a journal row twice.
+	ens := make([]*entity, len(p.keys))
+	for i, k := range p.keys {
+		if k.merge && ev.Seq > e.stateSeq {
 			en, err := e.load(ctx, k.ent.Name, k.key)
 			if err != nil {
 				return fmt.Errorf("rebuild: %w", err)
 			}
-			e.merge(en, ev, ev.Time)
+			ens[i] = en
+		}
+	}
+	for i, k := range p.keys {
+		if !k.merge {
+			continue
+		}
+		if ens[i] != nil {
+			e.merge(ens[i], ev, ev.Time)
 		}
 		if ev.Seq > e.journalSeq {
 			if err := e.queueJournal(ev, k.ent.Name, k.key); err != nil {
@@ -329,6 +339,7 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 			}
 		}
 	}
+	e.rebuiltSeq = ev.Seq
 	return nil
 }
 
@@ -338,6 +349,7 @@ func (e *Engine) RebuildDone(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rebuildPending = false
+	e.rebuiltSeq = 0
 	return e.flushAll(ctx)
 }
 

@@ -26,6 +26,16 @@ type streamEvent struct {
 // a restart, and ends the rebuild.
 func rebuild(h *harness, stream []streamEvent) {
 	h.t.Helper()
+	feed(h, stream)
+	if err := h.eng.RebuildDone(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// feed hands the engine retained events to merge again, without ending the
+// rebuild (as when the broker goes away half-way).
+func feed(h *harness, stream []streamEvent) {
+	h.t.Helper()
 	for _, ev := range stream {
 		body, err := json.Marshal(ev.data)
 		if err != nil {
@@ -35,9 +45,6 @@ func rebuild(h *harness, stream []streamEvent) {
 		if err := h.eng.Rebuild(h.ctx, raw); err != nil {
 			h.t.Fatal(err)
 		}
-	}
-	if err := h.eng.RebuildDone(h.ctx); err != nil {
-		h.t.Fatal(err)
 	}
 }
 
@@ -74,7 +81,9 @@ func holdJournal(h *harness) (release func()) {
 // while decisions and the outbox are committed; a crash loses them;
 // re-merging the retained events from the stored positions brings back
 // the same state, with each event in the journal once — including a
-// producer retry (same id, new sequence) that was skipped the first time.
+// producer retry (same id, new sequence) that was skipped the first time,
+// and after a rebuild the broker cut off half-way and the intake began
+// again from the start of its range.
 func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 	h := newHarness(t, lateRule, baseConfig+"intake: { state_flush: 1h, batch: 1 }\n")
 	h.customer("c-1", map[string]any{"email": "a@x", "channels": []string{"email"}})
@@ -136,6 +145,12 @@ func TestRebuildAfterCrashRestoresStateAndJournal(t *testing.T) {
 	from, to := h.eng.RebuildRange()
 	if from != 0 || to != uint64(len(stream)) {
 		t.Fatalf("rebuild range (%d, %d], want (0, %d]", from, to, len(stream))
+	}
+	// The broker goes away after four events: the intake tries again from
+	// the start of the range it was given.
+	feed(h, stream[:4])
+	if f, tt := h.eng.RebuildRange(); f != from || tt != to {
+		t.Fatalf("rebuild range (%d, %d] after a cut-off rebuild, want (%d, %d] still", f, tt, from, to)
 	}
 	rebuild(h, stream)
 	if from, to := h.eng.RebuildRange(); from != to {

@@ -120,28 +120,43 @@ func TestBrokerRestart(t *testing.T) {
 		brokerRestart(t, listen, stop, start)
 	})
 	t.Run("sigkill", func(t *testing.T) {
-		bin := buildNATSServer(t)
-		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		host, port, _ := net.SplitHostPort(listen)
-		storeDir := t.TempDir()
-		var p *daemonProc
-		run := 0
-		start := func() {
-			t.Helper()
-			run++
-			p = startProc(t, bin, filepath.Join(storeDir, fmt.Sprintf("nats-%d.log", run)), "-a", host, "-p", port, "-js", "-sd", storeDir, "-n", "robust-nats")
-			waitFor(t, 20*time.Second, func() error {
-				c, err := net.DialTimeout("tcp", listen, time.Second)
-				if err != nil {
-					return err
-				}
-				return c.Close()
-			})
-		}
-		start()
-		brokerRestart(t, listen, func() { p.kill(t) }, start)
+		b := newNATSProc(t)
+		b.start(t)
+		brokerRestart(t, b.listen, func() { b.kill(t) }, func() { b.start(t) })
 	})
 }
+
+// natsProc is a nats-server process (JetStream on, its store in a temp
+// dir) that a test can SIGKILL and start again on the same address.
+type natsProc struct {
+	bin, listen, storeDir string
+	p                     *daemonProc
+	runs                  int
+}
+
+func newNATSProc(t *testing.T) *natsProc {
+	t.Helper()
+	return &natsProc{bin: buildNATSServer(t), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), storeDir: t.TempDir()}
+}
+
+func (b *natsProc) url() string { return "nats://" + b.listen }
+
+// start runs the server and waits until it takes connections.
+func (b *natsProc) start(t *testing.T) {
+	t.Helper()
+	b.runs++
+	host, port, _ := net.SplitHostPort(b.listen)
+	b.p = startProc(t, b.bin, filepath.Join(b.storeDir, fmt.Sprintf("nats-%d.log", b.runs)), "-a", host, "-p", port, "-js", "-sd", b.storeDir, "-n", "robust-nats")
+	waitFor(t, 20*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", b.listen, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+func (b *natsProc) kill(t *testing.T) { b.p.kill(t) }
 
 // buildNATSServer builds the nats-server command of the module this
 // project already depends on.

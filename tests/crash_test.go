@@ -54,6 +54,22 @@ func TestCrashSIGKILLEmbeddedNATS(t *testing.T) {
 	crashRun{orders: 3_000, kills: 6, rate: 900, embedded: true}.run(t)
 }
 
+// TestCrashSIGKILLWithBrokerAndChannelDown puts the failures together, as
+// a bad night would: the daemon SIGKILLed eight times; three times the
+// external nats-server process is killed with it and the daemon restarted
+// at once, into the broker's absence (it must wait for the broker, not
+// ready meanwhile, and bind the stream when it is back); and the webhook
+// answering 503, then dropping connections, from the second kill to the
+// fifth. Still
+// every expected notification exactly once, repeats only with the same
+// key, at most one per kill.
+func TestCrashSIGKILLWithBrokerAndChannelDown(t *testing.T) {
+	crashRun{orders: 5_000, kills: 8, rate: 900,
+		outage: map[int]int32{2: sinkDown, 3: sinkDrop, 5: sinkUp},
+		broker: map[int]time.Duration{2: 3 * time.Second, 4: 1500 * time.Millisecond, 6: 3 * time.Second},
+	}.run(t)
+}
+
 // crashRun is one crash scenario: orders over a paced stream at rate
 // events/s, kills SIGKILLs, and the sink's mode set after the kills
 // outage names (nil: always up). embedded runs the daemon's own NATS
@@ -63,6 +79,10 @@ type crashRun struct {
 	rate          float64
 	outage        map[int]int32
 	embedded      bool
+	// broker names the kills at which the external nats-server process
+	// is SIGKILLed too, and how long it stays down; the daemon is started
+	// again at once, while it is.
+	broker map[int]time.Duration
 	// down is the longest the daemon stays down after a kill (a random
 	// while up to it; 0: restarted at once).
 	down time.Duration
@@ -104,6 +124,13 @@ func (o crashRun) run(t *testing.T) {
 		cfgText += fmt.Sprintf("nats: { listen: %q }\n", addr)
 	} else {
 		natsURL = natstest.Run(t).URL
+		natsArgs = []string{"--nats", natsURL}
+	}
+	var broker *natsProc
+	if len(o.broker) > 0 {
+		broker = newNATSProc(t)
+		broker.start(t)
+		natsURL = broker.url()
 		natsArgs = []string{"--nats", natsURL}
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
@@ -156,6 +183,19 @@ func (o crashRun) run(t *testing.T) {
 		total, distinct := sink.counts()
 		t.Logf("kill %2d: SIGKILL after %s up (started: %v); published %d/%d, sink got %d requests, %d keys",
 			k, up, started, pub.published.Load(), len(w.events), total, distinct)
+		if d, ok := o.broker[k]; ok {
+			broker.kill(t)
+			t.Logf("kill %2d: the broker is killed too and stays down for %s; the daemon starts without it", k, d)
+			p = spawn()
+			time.Sleep(d)
+			if err := procReady(p); err == nil {
+				t.Errorf("daemon %d is ready while its broker is down", run)
+			} else if !p.running() {
+				t.Fatalf("daemon %d, started while the broker was down, exited: %v\n%s", run, p.state, p.tail(30))
+			}
+			broker.start(t)
+			continue
+		}
 		if o.down > 0 {
 			d := time.Duration(rng.Int64N(int64(o.down)))
 			t.Logf("kill %2d: down for %s", k, d.Round(time.Millisecond))

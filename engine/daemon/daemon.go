@@ -87,9 +87,11 @@ type Daemon struct {
 	stopOnce sync.Once
 	stopErr  error
 	runErr   chan error
-	ruleSet  *rules.Set
-	metrics  *metrics.Metrics
-	reload   reloadState
+	// natsAt is the broker's URL as configured (or the embedded one's).
+	natsAt  string
+	ruleSet *rules.Set
+	metrics *metrics.Metrics
+	reload  reloadState
 }
 
 // LoadRules loads the rule directory as the config describes it.
@@ -241,8 +243,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := d.intake.EnsureStream(ctx, set.Subjects()); err != nil {
-		return err
+	// With the broker there, a stream that cannot fit the rules stops the
+	// start here; without it the intake binds the stream once it answers.
+	if d.nc.IsConnected() {
+		if err := d.intake.EnsureStream(ctx, set.Subjects()); err != nil {
+			return err
+		}
 	}
 	if err := d.startHTTP(); err != nil {
 		return err
@@ -263,7 +269,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		defer d.wg.Done()
 		d.disp.Run(runCtx, d.o.DispatchEvery)
 	}()
-	d.log.Info("proactived started", "rules", len(set.Rules), "entities", len(set.Entities), "nats", d.nc.ConnectedUrlRedacted(),
+	d.log.Info("proactived started", "rules", len(set.Rules), "entities", len(set.Entities), "nats", redactURL(d.natsAt),
 		"http", d.HTTPAddr(), "data", cfg.Data, "subjects", set.Subjects())
 	return nil
 }
@@ -290,6 +296,13 @@ func (d *Daemon) connectNATS() error {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { d.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
+	if cfg.NATS.URL != "" {
+		// An external broker may be down when the daemon starts (started
+		// first, or restarted while the broker is): wait for it, not ready
+		// meanwhile, as for a broker lost later.
+		opts = append(opts, nats.RetryOnFailedConnect(true),
+			nats.ConnectHandler(func(c *nats.Conn) { d.log.Info("nats connected", "url", c.ConnectedUrlRedacted()) }))
+	}
 	if cfg.NATS.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
 	}
@@ -297,7 +310,10 @@ func (d *Daemon) connectNATS() error {
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
-	d.nc = nc
+	d.nc, d.natsAt = nc, url
+	if !nc.IsConnected() {
+		d.log.Warn("nats not reachable yet; retrying every 500ms (not ready until it answers)", "nats", redactURL(url))
+	}
 	return nil
 }
 

@@ -189,7 +189,7 @@ func (in *Intake) EnsureStream(ctx context.Context, subjects []string) error {
 		}
 		s, err = in.js.CreateStream(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("create stream %s on %s: %w", in.o.Stream, strings.Join(subjects, ", "), err)
+			return refused(fmt.Errorf("create stream %s on %s: %w", in.o.Stream, strings.Join(subjects, ", "), err))
 		}
 		in.log.Info("created stream", "stream", in.o.Stream, "subjects", subjects)
 	case err != nil:
@@ -201,18 +201,35 @@ func (in *Intake) EnsureStream(ctx context.Context, subjects []string) error {
 				cfg := info.Config
 				cfg.Subjects = subjects
 				if s, err = in.js.UpdateStream(ctx, cfg); err != nil {
-					return fmt.Errorf("update stream %s subjects to %s: %w", in.o.Stream, strings.Join(subjects, ", "), err)
+					return refused(fmt.Errorf("update stream %s subjects to %s: %w", in.o.Stream, strings.Join(subjects, ", "), err))
 				}
 				in.log.Info("updated stream subjects", "stream", in.o.Stream, "subjects", subjects)
 			}
 		} else if missing := Uncovered(subjects, info.Config.Subjects); len(missing) > 0 {
-			return fmt.Errorf("stream %s (not created by proactived) lacks subjects the rules need: %s (it has: %s); add them to the stream, or delete it and let proactived create it",
-				in.o.Stream, strings.Join(missing, ", "), strings.Join(info.Config.Subjects, ", "))
+			return ConfigError{fmt.Errorf("stream %s (not created by proactived) lacks subjects the rules need: %s (it has: %s); add them to the stream, or delete it and let proactived create it",
+				in.o.Stream, strings.Join(missing, ", "), strings.Join(info.Config.Subjects, ", "))}
 		}
 	}
 	in.stream = s
 	in.ensureDeadStream(ctx)
 	return nil
+}
+
+// ConfigError is a stream set-up the broker refused, or a stream that does
+// not fit the rules: waiting for the broker cannot fix it.
+type ConfigError struct{ error }
+
+func (e ConfigError) Unwrap() error { return e.error }
+
+// refused marks err a ConfigError if the broker answered it with an API
+// error, except "unavailable" (503): JetStream comes up a moment after the
+// server, and a request then is answered so.
+func refused(err error) error {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code != 503 {
+		return ConfigError{err}
+	}
+	return err
 }
 
 // ensureDeadStream keeps dead letters for a week, so a rejected event is
@@ -259,20 +276,9 @@ func sorted(s []string) []string {
 // Run consumes until ctx ends. It returns after the in-flight batch is
 // committed and acked.
 func (in *Intake) Run(ctx context.Context) error {
-	if in.stream == nil {
-		if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
-			return err
-		}
-	}
-	if err := in.checkPosition(ctx); err != nil {
-		return err
-	}
-	if err := in.rebuild(ctx); err != nil {
-		return err
-	}
-	sub, err := in.subscribe(ctx)
-	if err != nil {
-		return err
+	sub, err := in.start(ctx)
+	if err != nil || sub == nil {
+		return err // a ConfigError, or ctx ended
 	}
 	defer func() { sub.stop() }()
 	in.bound.Store(true)
@@ -321,9 +327,10 @@ func (in *Intake) Run(ctx context.Context) error {
 					return nil
 				case <-time.After(backoff):
 				}
-				// The failed commit dropped the state it had in memory.
-				if err := in.rebuild(ctx); err != nil {
-					in.log.Error("rebuild entity state", "err", err)
+				// The failed commit dropped the state it had in memory:
+				// no event is evaluated before it is whole again.
+				if !in.retry(ctx, "rebuild entity state", func() error { return in.rebuild(ctx) }) {
+					return nil
 				}
 			}
 		}
@@ -418,18 +425,69 @@ func (s *subscription) cut(batch []delivery) ([]delivery, bool) {
 	return batch, false
 }
 
+// start binds the stream, notices a recreated one, merges again what the
+// last run left unwritten, and subscribes. Until the broker answers it
+// retries with backoff, readiness false: a daemon started before its
+// broker, or restarted while the broker is down, waits for it. Only a
+// ConfigError ends it (nil, nil: ctx ended).
+func (in *Intake) start(ctx context.Context) (*subscription, error) {
+	var sub *subscription
+	var cfgErr error
+	ok := in.retry(ctx, "cannot consume yet", func() error {
+		if in.stream == nil {
+			if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
+				if errors.As(err, new(ConfigError)) {
+					cfgErr = err
+					return nil
+				}
+				return err
+			}
+		}
+		if err := in.checkPosition(ctx); err != nil {
+			return err
+		}
+		// Rebuild is resumable: a retry skips the events already merged.
+		if err := in.rebuild(ctx); err != nil {
+			return err
+		}
+		var err error
+		sub, err = in.subscribe(ctx)
+		return err
+	})
+	if !ok {
+		return nil, nil
+	}
+	return sub, cfgErr
+}
+
 // resubscribe retries subscribe until it works or ctx ends (the broker may
 // still be coming back).
 func (in *Intake) resubscribe(ctx context.Context) (*subscription, error) {
+	var sub *subscription
+	if !in.retry(ctx, "could not consume again", func() (err error) {
+		sub, err = in.subscribe(ctx)
+		return err
+	}) {
+		return nil, ctx.Err()
+	}
+	return sub, nil
+}
+
+// retry runs f until it returns nil, with backoff from 100 ms to 5 s, and
+// logs each failure with what; false if ctx ended first.
+func (in *Intake) retry(ctx context.Context, what string, f func() error) bool {
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		sub, err := in.subscribe(ctx)
+		err := f()
 		if err == nil {
-			return sub, nil
+			return true
 		}
-		in.log.Warn("could not consume again; retrying", "in", backoff, "err", err)
+		if ctx.Err() != nil {
+			return false
+		}
+		in.log.Warn(what+"; retrying", "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return false
 		case <-time.After(backoff):
 		}
 	}
@@ -728,6 +786,9 @@ func (in *Intake) rebuild(ctx context.Context) error {
 func (in *Intake) checkPosition(ctx context.Context) error {
 	info, err := in.stream.Info(ctx)
 	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			in.stream = nil // deleted meanwhile: the next try creates it
+		}
 		return fmt.Errorf("stream info: %w", err)
 	}
 	if last := in.o.Handler.LastSeq(); info.State.LastSeq < last {

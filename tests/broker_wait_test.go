@@ -1,0 +1,153 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// brokerless is a built daemon set up against an external nats-server
+// that is not running yet.
+type brokerless struct {
+	bin, dir, rules, cfg string
+	broker               *natsProc
+	sink                 *keySink
+}
+
+func newBrokerless(t *testing.T) *brokerless {
+	t.Helper()
+	b := &brokerless{bin: buildDaemon(t), dir: t.TempDir(), broker: newNATSProc(t), sink: newKeySink(t)}
+	b.rules = rulesDir(t, map[string]string{"shop.yaml": robustRules})
+	b.cfg = filepath.Join(b.dir, "proactived.yaml")
+	if err := os.WriteFile(b.cfg, []byte(robustConfig(b.sink.srv.URL, b.sink.srv.URL, 50, "200ms", "2s")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *brokerless) start(t *testing.T) *daemonProc {
+	t.Helper()
+	return startProc(t, b.bin, filepath.Join(b.dir, "daemon.log"), "run", "--config", b.cfg, "--rules", b.rules,
+		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json", "--nats", b.broker.url())
+}
+
+// TestDaemonWaitsForItsBroker: a daemon started before its external
+// broker (a host booting, a compose file without ordering, a restart
+// while the broker is down) stays up, live but not ready, says why, and
+// consumes once the broker answers: nothing published after is lost.
+func TestDaemonWaitsForItsBroker(t *testing.T) {
+	b := newBrokerless(t)
+	p := b.start(t)
+	waitFor(t, 30*time.Second, func() error {
+		if !p.running() {
+			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
+		}
+		if p.httpAddr() == "" {
+			return fmt.Errorf("not started")
+		}
+		return nil
+	})
+	base := "http://" + p.httpAddr()
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if !p.running() {
+			t.Fatalf("daemon exited without its broker: %v\n%s", p.state, p.tail(20))
+		}
+		if code, err := probe(base + "/healthz"); code != 200 {
+			t.Fatalf("/healthz %d (%v) while waiting for the broker; the process is alive", code, err)
+		}
+		if code, err := probe(base + "/readyz"); code != 503 {
+			t.Fatalf("/readyz %d (%v) without a broker, want 503", code, err)
+		}
+	}
+	if log := p.tail(50); !strings.Contains(log, "nats not reachable yet") {
+		t.Errorf("the log does not say what the daemon waits for:\n%s", log)
+	}
+
+	b.broker.start(t)
+	began := time.Now()
+	waitFor(t, 30*time.Second, func() error { return procReady(p) })
+	t.Logf("ready %s after the broker started", time.Since(began).Round(10*time.Millisecond))
+
+	w := genWorkload(300, 50, seedFromEnv(t))
+	pub := newPublisher(t, b.broker.url())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := pub.run(ctx, w.events, 0); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	waitFor(t, time.Minute, func() error {
+		if n := missing(w.expected, b.sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing", n, len(w.expected))
+		}
+		return nil
+	})
+	if probs := checkDelivery(w.expected, b.sink).problems(0); len(probs) > 0 {
+		t.Errorf("delivery after waiting for the broker:\n  %s", strings.Join(probs, "\n  "))
+	}
+	if code := p.term(t); code != 0 {
+		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
+	}
+}
+
+// TestStreamThatDoesNotFitStopsTheDaemon: a stream that ops made (not
+// managed by proactived) without the subjects the rules need is a
+// configuration error, not an outage: the daemon stops and says so,
+// whether the broker is there at its start or answers only later.
+func TestStreamThatDoesNotFitStopsTheDaemon(t *testing.T) {
+	b := newBrokerless(t)
+	b.broker.start(t)
+	nc, err := nats.Connect(b.broker.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROACTIVE_EVENTS", Subjects: []string{"elsewhere.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+
+	exits := func(t *testing.T, p *daemonProc) {
+		t.Helper()
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("daemon still running with a stream that lacks its subjects\n%s", p.tail(20))
+		}
+		if code := p.state.ExitCode(); code == 0 {
+			t.Errorf("exit code 0, want a failure")
+		}
+		if log := p.tail(20); !strings.Contains(log, "lacks subjects the rules need: shop.customers.>") {
+			t.Errorf("the log does not name the missing subjects:\n%s", log)
+		}
+	}
+	t.Run("broker up at the start", func(t *testing.T) {
+		exits(t, b.start(t))
+	})
+	t.Run("broker answers later", func(t *testing.T) {
+		b.broker.kill(t)
+		p := b.start(t)
+		waitFor(t, 30*time.Second, func() error {
+			if !p.running() {
+				return fmt.Errorf("daemon exited before the broker came: %v\n%s", p.state, p.tail(20))
+			}
+			if p.httpAddr() == "" {
+				return fmt.Errorf("not started")
+			}
+			return nil
+		})
+		b.broker.start(t)
+		exits(t, p)
+	})
+}
