@@ -13,17 +13,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// brokerless is a built daemon set up against an external nats-server
-// that is not running yet.
-type brokerless struct {
+// binSetup is the built daemon set up against an external nats-server
+// process, which the test starts when it wants.
+type binSetup struct {
 	bin, dir, rules, cfg string
 	broker               *natsProc
 	sink                 *keySink
+	runs                 int
 }
 
-func newBrokerless(t *testing.T) *brokerless {
+func newBinSetup(t *testing.T) *binSetup {
 	t.Helper()
-	b := &brokerless{bin: buildDaemon(t), dir: t.TempDir(), broker: newNATSProc(t), sink: newKeySink(t)}
+	b := &binSetup{bin: buildDaemon(t), dir: t.TempDir(), broker: newNATSProc(t), sink: newKeySink(t)}
 	b.rules = rulesDir(t, map[string]string{"shop.yaml": robustRules})
 	b.cfg = filepath.Join(b.dir, "proactived.yaml")
 	if err := os.WriteFile(b.cfg, []byte(robustConfig(b.sink.srv.URL, b.sink.srv.URL, 50, "200ms", "2s")), 0o644); err != nil {
@@ -32,9 +33,10 @@ func newBrokerless(t *testing.T) *brokerless {
 	return b
 }
 
-func (b *brokerless) start(t *testing.T) *daemonProc {
+func (b *binSetup) start(t *testing.T) *daemonProc {
 	t.Helper()
-	return startProc(t, b.bin, filepath.Join(b.dir, "daemon.log"), "run", "--config", b.cfg, "--rules", b.rules,
+	b.runs++
+	return startProc(t, b.bin, filepath.Join(b.dir, fmt.Sprintf("daemon-%d.log", b.runs)), "run", "--config", b.cfg, "--rules", b.rules,
 		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json", "--nats", b.broker.url())
 }
 
@@ -43,7 +45,7 @@ func (b *brokerless) start(t *testing.T) *daemonProc {
 // while the broker is down) stays up, live but not ready, says why, and
 // consumes once the broker answers: nothing published after is lost.
 func TestDaemonWaitsForItsBroker(t *testing.T) {
-	b := newBrokerless(t)
+	b := newBinSetup(t)
 	p := b.start(t)
 	waitFor(t, 30*time.Second, func() error {
 		if !p.running() {
@@ -101,7 +103,7 @@ func TestDaemonWaitsForItsBroker(t *testing.T) {
 // configuration error, not an outage: the daemon stops and says so,
 // whether the broker is there at its start or answers only later.
 func TestStreamThatDoesNotFitStopsTheDaemon(t *testing.T) {
-	b := newBrokerless(t)
+	b := newBinSetup(t)
 	b.broker.start(t)
 	nc, err := nats.Connect(b.broker.url())
 	if err != nil {

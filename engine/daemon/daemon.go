@@ -88,7 +88,9 @@ type Daemon struct {
 	stopErr  error
 	runErr   chan error
 	// natsAt is the broker's URL as configured (or the embedded one's).
-	natsAt  string
+	natsAt string
+	// unlock releases the data directory (lockData).
+	unlock  func()
 	ruleSet *rules.Set
 	metrics *metrics.Metrics
 	reload  reloadState
@@ -194,6 +196,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.warnBeyondRetention(set)
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if d.unlock, err = lockData(cfg.Data); err != nil {
+		return err
 	}
 	if err := d.connectNATS(); err != nil {
 		return err
@@ -447,6 +452,9 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	if d.ns != nil {
 		d.ns.Shutdown()
 		d.ns.WaitForShutdown()
+	}
+	if d.unlock != nil {
+		d.unlock()
 	}
 	return errors.Join(errs...)
 }
