@@ -90,6 +90,7 @@ func TestDaemonWaitsForItsBroker(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("%d events published after the broker came, %d expected notifications delivered", len(w.events), len(w.expected))
 	if probs := checkDelivery(w.expected, b.sink).problems(0); len(probs) > 0 {
 		t.Errorf("delivery after waiting for the broker:\n  %s", strings.Join(probs, "\n  "))
 	}
