@@ -301,9 +301,16 @@ func (in *Intake) Run(ctx context.Context) error {
 			batch = in.fill(ctx, sub.msgs, batch)
 			batch = in.catchUp(sub.msgs, batch)
 		case <-tick.C:
+		case <-sub.broken:
 		}
 		var gap bool
 		batch, gap = sub.cut(batch)
+		select {
+		case <-sub.broken:
+			// What was delivered before is handled; nothing follows it.
+			gap = len(sub.msgs) == 0 || gap
+		default:
+		}
 		if len(batch) > 0 {
 			for retry := false; ; retry = true {
 				err := in.handle(ctx, batch, retry)
@@ -397,6 +404,20 @@ type subscription struct {
 	// next is the delivery expected next: the consumer numbers its
 	// deliveries (redeliveries included) 1, 2, 3…
 	next uint64
+	// broken is closed when the server says the consumer is gone (deleted
+	// by an operator, lost by the broker): nothing more will come on it.
+	broken    chan struct{}
+	breakOnce sync.Once
+}
+
+// gone reports err if it means the consumer will deliver nothing more.
+func (s *subscription) gone(err error) bool {
+	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
+		!errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false
+	}
+	s.breakOnce.Do(func() { close(s.broken) })
+	return true
 }
 
 func (s *subscription) stop() {
@@ -434,16 +455,11 @@ func (in *Intake) start(ctx context.Context) (*subscription, error) {
 	var sub *subscription
 	var cfgErr error
 	ok := in.retry(ctx, "cannot consume yet", func() error {
-		if in.stream == nil {
-			if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
-				if errors.As(err, new(ConfigError)) {
-					cfgErr = err
-					return nil
-				}
-				return err
+		if err := in.bind(ctx); err != nil {
+			if errors.As(err, new(ConfigError)) {
+				cfgErr = err
+				return nil
 			}
-		}
-		if err := in.checkPosition(ctx); err != nil {
 			return err
 		}
 		// Rebuild is resumable: a retry skips the events already merged.
@@ -460,11 +476,27 @@ func (in *Intake) start(ctx context.Context) (*subscription, error) {
 	return sub, cfgErr
 }
 
-// resubscribe retries subscribe until it works or ctx ends (the broker may
-// still be coming back).
+// bind makes sure the stream exists (created again if it was deleted)
+// and notices one that was recreated.
+func (in *Intake) bind(ctx context.Context) error {
+	if in.stream == nil {
+		if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
+			return err
+		}
+	}
+	return in.checkPosition(ctx)
+}
+
+// resubscribe binds the stream and subscribes again from the committed
+// position until it works or ctx ends (the broker may still be coming
+// back; the stream may have been deleted with the consumer).
 func (in *Intake) resubscribe(ctx context.Context) (*subscription, error) {
 	var sub *subscription
-	if !in.retry(ctx, "could not consume again", func() (err error) {
+	if !in.retry(ctx, "could not consume again", func() error {
+		if err := in.bind(ctx); err != nil {
+			return err
+		}
+		var err error
 		sub, err = in.subscribe(ctx)
 		return err
 	}) {
@@ -502,6 +534,9 @@ func (in *Intake) retry(ctx context.Context, what string, f func() error) bool {
 // committed.)
 func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 	if err := in.js.DeleteConsumer(ctx, in.o.Stream, in.o.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			in.stream = nil // deleted: the next try creates it
+		}
 		return nil, fmt.Errorf("reset consumer %s: %w", in.o.Consumer, err)
 	}
 	buffered, maxAckPending := Flow(in.o.Batch, in.o.CatchUpBatch)
@@ -523,8 +558,10 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, fmt.Errorf("consumer %s on %s: %w", in.o.Consumer, in.o.Stream, err)
 	}
 	in.cons.Store(&cons)
-	msgs := make(chan delivery, buffered)
+	sub := &subscription{msgs: make(chan delivery, buffered), next: 1, broken: make(chan struct{})}
+	msgs := sub.msgs
 	sctx, cancel := context.WithCancel(ctx)
+	sub.cancel = cancel
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		d := delivery{m: m}
 		if md, err := m.Metadata(); err == nil {
@@ -538,7 +575,9 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		case <-sctx.Done():
 		}
 	}, jetstream.PullMaxMessages(buffered), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+		if sub.gone(err) {
+			in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
+		} else if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			in.log.Warn("consume", "err", err)
 		}
 	}))
@@ -546,7 +585,8 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		cancel()
 		return nil, fmt.Errorf("consume %s: %w", in.o.Stream, err)
 	}
-	return &subscription{cc: cc, msgs: msgs, cancel: cancel, next: 1}, nil
+	sub.cc = cc
+	return sub, nil
 }
 
 // Flow sizes a consumer of batches of batch events that grow to catchUp

@@ -1,0 +1,119 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proactived/proactived/triggers/natsembed/natstest"
+)
+
+// TestConsumerDeletedMidStream: the durable consumer disappears while
+// events flow (an operator's `nats consumer rm`, a broker that lost its
+// consumer state). The daemon must notice, consume again from its
+// committed position and lose nothing.
+func TestConsumerDeletedMidStream(t *testing.T) {
+	ns := natstest.Run(t)
+	sink := newKeySink(t)
+	e := startRobust(t, ns.URL, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+	w := genWorkload(2000, 100, seedFromEnv(t))
+	pub := newPublisher(t, ns.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.run(ctx, w.events, 1500) }()
+
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		time.Sleep(700 * time.Millisecond)
+		if err := js.DeleteConsumer(ctx, "PROACTIVE_EVENTS", "proactived"); err != nil {
+			t.Fatalf("delete consumer: %v", err)
+		}
+		t.Logf("consumer deleted: published %d/%d, engine at %d", pub.published.Load(), len(w.events), e.d.Engine().LastSeq())
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	waitFor(t, 60*time.Second, func() error {
+		if n := missing(w.expected, sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing; engine at %d of %d events", n, len(w.expected), e.d.Engine().LastSeq(), len(w.events))
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
+	checkStates(t, e, w)
+	if probs := checkDelivery(w.expected, sink).problems(-1); len(probs) > 0 {
+		t.Errorf("delivery across deleted consumers:\n  %s", strings.Join(probs, "\n  "))
+	}
+}
+
+// TestStreamDeletedAndRecreated: an operator deletes the whole stream
+// (`nats stream rm`) while the daemon is idle. The daemon creates it again,
+// notices that its positions start over, and consumes what producers
+// publish next: nothing published after the deletion is lost.
+func TestStreamDeletedAndRecreated(t *testing.T) {
+	ns := natstest.Run(t)
+	sink := newKeySink(t)
+	e := startRobust(t, ns.URL, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+	w := genWorkload(1000, 50, seedFromEnv(t))
+	half := len(w.events) / 2
+	pub := newPublisher(t, ns.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := pub.run(ctx, w.events[:half], 0); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		if got := e.d.Engine().LastSeq(); got != uint64(half) {
+			return fmt.Errorf("engine at %d of %d", got, half)
+		}
+		return nil
+	})
+
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, "PROACTIVE_EVENTS"); err != nil {
+		t.Fatal(err)
+	}
+	// The producer retries until a stream takes its events: the daemon's.
+	if err := pub.run(ctx, w.events[half:], 0); err != nil {
+		t.Fatalf("publish after the deletion: %v", err)
+	}
+	waitFor(t, 60*time.Second, func() error {
+		if n := missing(w.expected, sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing; engine at %d", n, len(w.expected), e.d.Engine().LastSeq())
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
+	if got := e.d.Engine().LastSeq(); got != uint64(len(w.events)-half) {
+		t.Errorf("engine at %d on the new stream, want %d", got, len(w.events)-half)
+	}
+	if !strings.Contains(e.logs.String(), "created stream") {
+		t.Errorf("the daemon did not create the stream again")
+	}
+	checkStates(t, e, w)
+	if probs := checkDelivery(w.expected, sink).problems(-1); len(probs) > 0 {
+		t.Errorf("delivery across a deleted stream:\n  %s", strings.Join(probs, "\n  "))
+	}
+}
