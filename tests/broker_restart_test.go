@@ -132,6 +132,8 @@ type natsProc struct {
 	bin, listen, storeDir string
 	p                     *daemonProc
 	runs                  int
+	// args are extra server flags (e.g. --user, --pass).
+	args []string
 }
 
 func newNATSProc(t *testing.T) *natsProc {
@@ -146,7 +148,7 @@ func (b *natsProc) start(t *testing.T) {
 	t.Helper()
 	b.runs++
 	host, port, _ := net.SplitHostPort(b.listen)
-	b.p = startProc(t, b.bin, filepath.Join(b.storeDir, fmt.Sprintf("nats-%d.log", b.runs)), "-a", host, "-p", port, "-js", "-sd", b.storeDir, "-n", "robust-nats")
+	b.p = startProc(t, b.bin, filepath.Join(b.storeDir, fmt.Sprintf("nats-%d.log", b.runs)), append([]string{"-a", host, "-p", port, "-js", "-sd", b.storeDir, "-n", "robust-nats"}, b.args...)...)
 	waitFor(t, 20*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", b.listen, time.Second)
 		if err != nil {

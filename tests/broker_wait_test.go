@@ -154,3 +154,32 @@ func TestStreamThatDoesNotFitStopsTheDaemon(t *testing.T) {
 		exits(t, p)
 	})
 }
+
+// TestDaemonStopsOnRefusedCredentials: waiting for a broker is for one
+// that is down; one that refuses the credentials will go on refusing
+// them. The daemon stops with the server's reason (and without the
+// password) instead of waiting, not ready, forever.
+func TestDaemonStopsOnRefusedCredentials(t *testing.T) {
+	b := newBinSetup(t)
+	b.broker.args = []string{"--user", "proactived", "--pass", "right-secret"}
+	b.broker.start(t)
+	host := strings.TrimPrefix(b.broker.url(), "nats://")
+	p := startProc(t, b.bin, filepath.Join(b.dir, "daemon.log"), "run", "--config", b.cfg, "--rules", b.rules,
+		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json",
+		"--nats", "nats://proactived:wrong-secret@"+host)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon still running with refused credentials\n%s", p.tail(20))
+	}
+	if code := p.state.ExitCode(); code == 0 {
+		t.Errorf("exit code 0, want a failure")
+	}
+	log := p.tail(50)
+	if !strings.Contains(log, "Authorization Violation") {
+		t.Errorf("the log does not give the server's reason:\n%s", log)
+	}
+	if strings.Contains(log, "wrong-secret") {
+		t.Errorf("the log shows the password:\n%s", log)
+	}
+}

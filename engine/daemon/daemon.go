@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -90,7 +91,9 @@ type Daemon struct {
 	// natsAt is the broker's URL as configured (or the embedded one's).
 	natsAt string
 	// unlock releases the data directory (lockData).
-	unlock  func()
+	unlock func()
+	// closing: the daemon closes its NATS connection itself.
+	closing atomic.Bool
 	ruleSet *rules.Set
 	metrics *metrics.Metrics
 	reload  reloadState
@@ -300,6 +303,22 @@ func (d *Daemon) connectNATS() error {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { d.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// The client gives up only on what waiting cannot mend (the server
+		// refusing the credentials again and again): the daemon stops with
+		// the server's reason instead of waiting, not ready, forever.
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if d.closing.Load() {
+				return
+			}
+			err := c.LastError()
+			if err == nil {
+				err = nats.ErrConnectionClosed
+			}
+			select {
+			case d.runErr <- fmt.Errorf("nats %s: connection closed for good: %w", redactURL(url), err):
+			default:
+			}
+		}),
 	}
 	if cfg.NATS.URL != "" {
 		// An external broker may be down when the daemon starts (started
@@ -443,6 +462,7 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		}
 	}
 	if d.nc != nil {
+		d.closing.Store(true)
 		_ = d.nc.Drain()
 		d.nc.Close()
 	}

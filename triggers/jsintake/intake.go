@@ -325,7 +325,7 @@ func (in *Intake) Run(ctx context.Context) error {
 				// event is lost or reordered.
 				in.storeOK.Store(false)
 				backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-				in.log.Error("commit failed; retrying the batch", "events", len(batch), "in", backoff, "err", err)
+				in.log.Error("commit failed; retrying the batch", "events", len(batch), "in", backoff.String(), "err", err)
 				for _, d := range batch {
 					_ = d.m.InProgress()
 				}
@@ -516,7 +516,7 @@ func (in *Intake) retry(ctx context.Context, what string, f func() error) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		in.log.Warn(what+"; retrying", "in", backoff, "err", err)
+		in.log.Warn(what+"; retrying", "in", backoff.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return false
