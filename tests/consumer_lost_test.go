@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,70 @@ func TestStreamDeletedAndRecreated(t *testing.T) {
 		len(w.events), len(w.events)-half, len(w.expected), d.requests, d.duplicates)
 	if probs := d.problems(-1); len(probs) > 0 {
 		t.Errorf("delivery across a deleted stream:\n  %s", strings.Join(probs, "\n  "))
+	}
+}
+
+// TestBrokerRestartsWithoutItsState: the external broker is killed and
+// comes back without what it knew — its consumer state lost, or its whole
+// store (a new disk, a memory-only server). The broker then only answers
+// "no responders"; the daemon must find out that its consumer (and
+// stream) are gone, create them again, and consume what producers publish
+// next without losing any of it.
+func TestBrokerRestartsWithoutItsState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(storeDir string) string // removes state, returns what
+	}{
+		{"consumer state lost", func(dir string) string {
+			return filepath.Join(dir, "jetstream", "$G", "streams", "PROACTIVE_EVENTS", "obs")
+		}},
+		{"whole store lost", func(dir string) string { return filepath.Join(dir, "jetstream") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newNATSProc(t)
+			b.start(t)
+			sink := newKeySink(t)
+			e := startRobust(t, b.url(), robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+			w := genWorkload(1000, 50, seedFromEnv(t))
+			half := len(w.events) / 2
+			pub := newPublisher(t, b.url())
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := pub.run(ctx, w.events[:half], 0); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			waitFor(t, 30*time.Second, func() error {
+				if got := e.d.Engine().LastSeq(); got != uint64(half) {
+					return fmt.Errorf("engine at %d of %d", got, half)
+				}
+				return nil
+			})
+			b.kill(t)
+			lost := tc.lose(b.storeDir)
+			if _, err := os.Stat(lost); err != nil {
+				t.Fatalf("the broker's state is not where the test looks: %v", err)
+			}
+			if err := os.RemoveAll(lost); err != nil {
+				t.Fatal(err)
+			}
+			b.start(t)
+			if err := pub.run(ctx, w.events[half:], 0); err != nil {
+				t.Fatalf("publish after the restart: %v", err)
+			}
+			waitFor(t, 60*time.Second, func() error {
+				if n := missing(w.expected, sink); n > 0 {
+					return fmt.Errorf("%d of %d expected notifications missing; engine at %d", n, len(w.expected), e.d.Engine().LastSeq())
+				}
+				return nil
+			})
+			waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
+			checkStates(t, e, w)
+			d := checkDelivery(w.expected, sink)
+			t.Logf("RESULT broker back without %s: %d events (%d after), %d expected, %d requests, %d duplicates",
+				filepath.Base(lost), len(w.events), len(w.events)-half, len(w.expected), d.requests, d.duplicates)
+			if probs := d.problems(-1); len(probs) > 0 {
+				t.Errorf("delivery across the broker's lost state:\n  %s", strings.Join(probs, "\n  "))
+			}
+		})
 	}
 }

@@ -408,6 +408,21 @@ type subscription struct {
 	// by an operator, lost by the broker): nothing more will come on it.
 	broken    chan struct{}
 	breakOnce sync.Once
+	checking  atomic.Bool // a checkConsumer is running
+}
+
+// checkConsumer marks sub gone if the server no longer knows its consumer.
+// One check at a time: errors come in bursts.
+func (in *Intake) checkConsumer(ctx context.Context, sub *subscription, cons jetstream.Consumer) {
+	if !sub.checking.CompareAndSwap(false, true) {
+		return
+	}
+	defer sub.checking.Store(false)
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cons.Info(ictx); err != nil && sub.gone(err) {
+		in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
+	}
 }
 
 // gone reports err if it means the consumer will deliver nothing more.
@@ -575,9 +590,17 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		case <-sctx.Done():
 		}
 	}, jetstream.PullMaxMessages(buffered), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if sub.gone(err) {
+		switch {
+		case sub.gone(err):
 			in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
-		} else if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat):
+			// A broker that restarted without the consumer (its state
+			// lost) says only this: ask whether the consumer still exists.
+			go in.checkConsumer(sctx, sub, cons)
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				in.log.Warn("consume", "err", err)
+			}
+		default:
 			in.log.Warn("consume", "err", err)
 		}
 	}))
