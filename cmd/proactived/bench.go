@@ -35,7 +35,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.EntityCache, "entity-cache", 0, "intake.entity_cache (default: the daemon's)")
 	fs.BoolVar(&journal, "journal", true, "keep the per-event journal (intake.journal)")
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed after)")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE, and of the outbox burst to FILE.burst")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write the allocations of the engine run to FILE (and those before it to FILE.base: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
 	fs.StringVar(&o.Trace, "trace", "", "write an execution trace of the engine draining the backlog to FILE (go tool trace)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")

@@ -84,7 +84,8 @@ type Options struct {
 	// Dir is the work directory; default a temporary one, removed after.
 	Dir string
 	// CPUProfile, if set, receives a CPU profile of the engine draining
-	// the backlog (not of the delivery and latency runs after it).
+	// the backlog (not of the delivery and latency runs after it), and
+	// CPUProfile+".burst" one of the outbox burst.
 	CPUProfile string
 	// Trace, if set, receives an execution trace (go tool trace) of the
 	// engine draining the backlog: where its goroutine waits.
@@ -735,6 +736,11 @@ func (r *runner) burst(ctx context.Context, rep *Report) error {
 	// runs' mix: the burst's events are not counted in it.
 	r.w.onlyNew = true
 	expected, firing := r.w.expected(), r.firing
+	stopProfile, err := recordTo(burstProfile(r.o.CPUProfile), "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	cpu0 := processCPU()
 	p, err := r.publish(ctx, n, 0)
 	r.w.onlyNew, r.firing = false, firing
@@ -747,6 +753,7 @@ func (r *runner) burst(ctx context.Context, rep *Report) error {
 		return err
 	}
 	cpu := processCPU() - cpu0
+	stopProfile()
 	after, err := r.outboxRows(ctx)
 	if err != nil {
 		return err
@@ -767,6 +774,15 @@ func (r *runner) burst(ctx context.Context, rep *Report) error {
 	rep.Burst = b
 	r.progress("outbox: %d notifications from %d events, %.0f/s written", b.Notifications, n, b.Rate)
 	return nil
+}
+
+// burstProfile is where the outbox burst's CPU profile goes: beside the
+// drain's, with ".burst" added ("" without one).
+func burstProfile(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ".burst"
 }
 
 // recordTo starts a CPU profile or an execution trace into path (nothing
