@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -40,13 +39,10 @@ func (b *binSetup) start(t *testing.T) *daemonProc {
 		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json", "--nats", b.broker.url())
 }
 
-// TestDaemonWaitsForItsBroker: a daemon started before its external
-// broker (a host booting, a compose file without ordering, a restart
-// while the broker is down) stays up, live but not ready, says why, and
-// consumes once the broker answers: nothing published after is lost.
-func TestDaemonWaitsForItsBroker(t *testing.T) {
-	b := newBinSetup(t)
-	p := b.start(t)
+// started waits until the daemon has started (its HTTP address is in the
+// log), failing if it exits first.
+func started(t *testing.T, p *daemonProc) {
+	t.Helper()
 	waitFor(t, 30*time.Second, func() error {
 		if !p.running() {
 			return fmt.Errorf("daemon exited: %v\n%s", p.state, p.tail(20))
@@ -56,6 +52,33 @@ func TestDaemonWaitsForItsBroker(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// exitsWith waits for the daemon to exit by itself, with a failure code
+// and want in the last lines of its log.
+func exitsWith(t *testing.T, p *daemonProc, want string) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon still running, want it to stop with %q\n%s", want, p.tail(20))
+	}
+	if code := p.state.ExitCode(); code == 0 {
+		t.Errorf("exit code 0, want a failure")
+	}
+	if log := p.tail(20); !strings.Contains(log, want) {
+		t.Errorf("the log does not say %q:\n%s", want, log)
+	}
+}
+
+// TestDaemonWaitsForItsBroker: a daemon started before its external
+// broker (a host booting, a compose file without ordering, a restart
+// while the broker is down) stays up, live but not ready, says why, and
+// consumes once the broker answers: nothing published after is lost.
+func TestDaemonWaitsForItsBroker(t *testing.T) {
+	b := newBinSetup(t)
+	p := b.start(t)
+	started(t, p)
 	base := "http://" + p.httpAddr()
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if !p.running() {
@@ -106,52 +129,22 @@ func TestDaemonWaitsForItsBroker(t *testing.T) {
 func TestStreamThatDoesNotFitStopsTheDaemon(t *testing.T) {
 	b := newBinSetup(t)
 	b.broker.start(t)
-	nc, err := nats.Connect(b.broker.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROACTIVE_EVENTS", Subjects: []string{"elsewhere.>"}}); err != nil {
+	if _, err := jsClient(t, b.broker.url()).CreateStream(ctx, jetstream.StreamConfig{Name: "PROACTIVE_EVENTS", Subjects: []string{"elsewhere.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
 
-	exits := func(t *testing.T, p *daemonProc) {
-		t.Helper()
-		select {
-		case <-p.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("daemon still running with a stream that lacks its subjects\n%s", p.tail(20))
-		}
-		if code := p.state.ExitCode(); code == 0 {
-			t.Errorf("exit code 0, want a failure")
-		}
-		if log := p.tail(20); !strings.Contains(log, "lacks subjects the rules need: shop.customers.>") {
-			t.Errorf("the log does not name the missing subjects:\n%s", log)
-		}
-	}
+	const want = "lacks subjects the rules need: shop.customers.>"
 	t.Run("broker up at the start", func(t *testing.T) {
-		exits(t, b.start(t))
+		exitsWith(t, b.start(t), want)
 	})
 	t.Run("broker answers later", func(t *testing.T) {
 		b.broker.kill(t)
 		p := b.start(t)
-		waitFor(t, 30*time.Second, func() error {
-			if !p.running() {
-				return fmt.Errorf("daemon exited before the broker came: %v\n%s", p.state, p.tail(20))
-			}
-			if p.httpAddr() == "" {
-				return fmt.Errorf("not started")
-			}
-			return nil
-		})
+		started(t, p)
 		b.broker.start(t)
-		exits(t, p)
+		exitsWith(t, p, want)
 	})
 }
 
@@ -167,19 +160,8 @@ func TestDaemonStopsOnRefusedCredentials(t *testing.T) {
 	p := startProc(t, b.bin, filepath.Join(b.dir, "daemon.log"), "run", "--config", b.cfg, "--rules", b.rules,
 		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json",
 		"--nats", "nats://proactived:wrong-secret@"+host)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("daemon still running with refused credentials\n%s", p.tail(20))
-	}
-	if code := p.state.ExitCode(); code == 0 {
-		t.Errorf("exit code 0, want a failure")
-	}
-	log := p.tail(50)
-	if !strings.Contains(log, "Authorization Violation") {
-		t.Errorf("the log does not give the server's reason:\n%s", log)
-	}
-	if strings.Contains(log, "wrong-secret") {
+	exitsWith(t, p, "Authorization Violation")
+	if log := p.tail(50); strings.Contains(log, "wrong-secret") {
 		t.Errorf("the log shows the password:\n%s", log)
 	}
 }

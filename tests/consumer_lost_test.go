@@ -15,53 +15,111 @@ import (
 	"github.com/proactived/proactived/triggers/natsembed/natstest"
 )
 
+// lossRun is the in-process daemon over a robust workload, for the tests in
+// which the broker loses what the daemon consumes from.
+type lossRun struct {
+	t    *testing.T
+	ctx  context.Context
+	e    *env
+	sink *keySink
+	w    *workload
+	pub  *publisher
+	half int
+}
+
+func newLossRun(t *testing.T, natsURL string, orders, customers int) *lossRun {
+	t.Helper()
+	sink := newKeySink(t)
+	e := startRobust(t, natsURL, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
+	w := genWorkload(orders, customers, seedFromEnv(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return &lossRun{t: t, ctx: ctx, e: e, sink: sink, w: w, pub: newPublisher(t, natsURL), half: len(w.events) / 2}
+}
+
+// firstHalf publishes the first half of the workload and waits until the
+// engine has committed it: the daemon is then idle.
+func (r *lossRun) firstHalf() {
+	r.t.Helper()
+	if err := r.pub.run(r.ctx, r.w.events[:r.half], 0); err != nil {
+		r.t.Fatalf("publish: %v", err)
+	}
+	waitFor(r.t, 30*time.Second, func() error {
+		if got := r.e.d.Engine().LastSeq(); got != uint64(r.half) {
+			return fmt.Errorf("engine at %d of %d", got, r.half)
+		}
+		return nil
+	})
+}
+
+// secondHalf publishes the rest; the publisher retries until a stream
+// takes its events.
+func (r *lossRun) secondHalf() {
+	r.t.Helper()
+	if err := r.pub.run(r.ctx, r.w.events[r.half:], 0); err != nil {
+		r.t.Fatalf("publish the second half: %v", err)
+	}
+}
+
+// allDelivered waits until every expected notification arrived and the
+// daemon is ready, checks every order's state, and fails on anything
+// missing, unexpected or repeated. It logs what with the counts.
+func (r *lossRun) allDelivered(what string) {
+	r.t.Helper()
+	waitFor(r.t, 60*time.Second, func() error {
+		if n := missing(r.w.expected, r.sink); n > 0 {
+			return fmt.Errorf("%d of %d expected notifications missing; engine at %d", n, len(r.w.expected), r.e.d.Engine().LastSeq())
+		}
+		return nil
+	})
+	waitFor(r.t, 10*time.Second, func() error { return r.e.d.Ready(r.ctx) })
+	checkStates(r.t, r.e, r.w)
+	d := checkDelivery(r.w.expected, r.sink)
+	r.t.Logf("RESULT %s: %d events, %d expected, %d requests, %d duplicates, %d consumer recreations logged",
+		what, len(r.w.events), len(r.w.expected), d.requests, d.duplicates, strings.Count(r.e.logs.String(), "the consumer is gone"))
+	if probs := d.problems(-1); len(probs) > 0 {
+		r.t.Errorf("delivery (%s):\n  %s", what, strings.Join(probs, "\n  "))
+	}
+}
+
+// jsClient is a JetStream client of the test's own, an operator's.
+func jsClient(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // TestConsumerDeletedMidStream: the durable consumer disappears while
 // events flow (an operator's `nats consumer rm`, a broker that lost its
 // consumer state). The daemon must notice, consume again from its
 // committed position and lose nothing.
 func TestConsumerDeletedMidStream(t *testing.T) {
 	ns := natstest.Run(t)
-	sink := newKeySink(t)
-	e := startRobust(t, ns.URL, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
-	w := genWorkload(2000, 100, seedFromEnv(t))
-	pub := newPublisher(t, ns.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	r := newLossRun(t, ns.URL, 2000, 100)
 	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.run(ctx, w.events, 1500) }()
-
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	go func() { pubDone <- r.pub.run(r.ctx, r.w.events, 1500) }()
+	js := jsClient(t, ns.URL)
 	for i := 0; i < 3; i++ {
 		time.Sleep(700 * time.Millisecond)
-		if err := js.DeleteConsumer(ctx, "PROACTIVE_EVENTS", "proactived"); err != nil {
+		if err := js.DeleteConsumer(r.ctx, "PROACTIVE_EVENTS", "proactived"); err != nil {
 			t.Fatalf("delete consumer: %v", err)
 		}
-		t.Logf("consumer deleted: published %d/%d, engine at %d", pub.published.Load(), len(w.events), e.d.Engine().LastSeq())
+		t.Logf("consumer deleted: published %d/%d, engine at %d", r.pub.published.Load(), len(r.w.events), r.e.d.Engine().LastSeq())
 	}
 	if err := <-pubDone; err != nil {
 		t.Fatalf("publisher: %v", err)
 	}
-	waitFor(t, 60*time.Second, func() error {
-		if n := missing(w.expected, sink); n > 0 {
-			return fmt.Errorf("%d of %d expected notifications missing; engine at %d of %d events", n, len(w.expected), e.d.Engine().LastSeq(), len(w.events))
-		}
-		return nil
-	})
-	waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
-	checkStates(t, e, w)
-	d := checkDelivery(w.expected, sink)
-	t.Logf("RESULT consumer deleted 3 times: %d events, %d expected, %d requests, %d duplicates, %d recreations logged",
-		len(w.events), len(w.expected), d.requests, d.duplicates, strings.Count(e.logs.String(), "the consumer is gone"))
-	if probs := d.problems(-1); len(probs) > 0 {
-		t.Errorf("delivery across deleted consumers:\n  %s", strings.Join(probs, "\n  "))
+	r.allDelivered("consumer deleted 3 times")
+	if n := strings.Count(r.e.logs.String(), "the consumer is gone"); n < 3 {
+		t.Errorf("the consumer was recreated %d times after 3 deletions", n)
 	}
 }
 
@@ -71,58 +129,18 @@ func TestConsumerDeletedMidStream(t *testing.T) {
 // publish next: nothing published after the deletion is lost.
 func TestStreamDeletedAndRecreated(t *testing.T) {
 	ns := natstest.Run(t)
-	sink := newKeySink(t)
-	e := startRobust(t, ns.URL, robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
-	w := genWorkload(1000, 50, seedFromEnv(t))
-	half := len(w.events) / 2
-	pub := newPublisher(t, ns.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := pub.run(ctx, w.events[:half], 0); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	waitFor(t, 30*time.Second, func() error {
-		if got := e.d.Engine().LastSeq(); got != uint64(half) {
-			return fmt.Errorf("engine at %d of %d", got, half)
-		}
-		return nil
-	})
-
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
+	r := newLossRun(t, ns.URL, 1000, 50)
+	r.firstHalf()
+	if err := jsClient(t, ns.URL).DeleteStream(r.ctx, "PROACTIVE_EVENTS"); err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
+	r.secondHalf()
+	r.allDelivered("stream deleted after the first half")
+	if got, want := r.e.d.Engine().LastSeq(), uint64(len(r.w.events)-r.half); got != want {
+		t.Errorf("engine at %d on the new stream, want %d", got, want)
 	}
-	if err := js.DeleteStream(ctx, "PROACTIVE_EVENTS"); err != nil {
-		t.Fatal(err)
-	}
-	// The producer retries until a stream takes its events: the daemon's.
-	if err := pub.run(ctx, w.events[half:], 0); err != nil {
-		t.Fatalf("publish after the deletion: %v", err)
-	}
-	waitFor(t, 60*time.Second, func() error {
-		if n := missing(w.expected, sink); n > 0 {
-			return fmt.Errorf("%d of %d expected notifications missing; engine at %d", n, len(w.expected), e.d.Engine().LastSeq())
-		}
-		return nil
-	})
-	waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
-	if got := e.d.Engine().LastSeq(); got != uint64(len(w.events)-half) {
-		t.Errorf("engine at %d on the new stream, want %d", got, len(w.events)-half)
-	}
-	if !strings.Contains(e.logs.String(), "created stream") {
+	if !strings.Contains(r.e.logs.String(), "created stream") {
 		t.Errorf("the daemon did not create the stream again")
-	}
-	checkStates(t, e, w)
-	d := checkDelivery(w.expected, sink)
-	t.Logf("RESULT stream deleted: %d events (%d after the deletion), %d expected, %d requests, %d duplicates",
-		len(w.events), len(w.events)-half, len(w.expected), d.requests, d.duplicates)
-	if probs := d.problems(-1); len(probs) > 0 {
-		t.Errorf("delivery across a deleted stream:\n  %s", strings.Join(probs, "\n  "))
 	}
 }
 
@@ -135,7 +153,7 @@ func TestStreamDeletedAndRecreated(t *testing.T) {
 func TestBrokerRestartsWithoutItsState(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		lose func(storeDir string) string // removes state, returns what
+		lost func(storeDir string) string // the state the broker loses
 	}{
 		{"consumer state lost", func(dir string) string {
 			return filepath.Join(dir, "jetstream", "$G", "streams", "PROACTIVE_EVENTS", "obs")
@@ -145,24 +163,10 @@ func TestBrokerRestartsWithoutItsState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newNATSProc(t)
 			b.start(t)
-			sink := newKeySink(t)
-			e := startRobust(t, b.url(), robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s"))
-			w := genWorkload(1000, 50, seedFromEnv(t))
-			half := len(w.events) / 2
-			pub := newPublisher(t, b.url())
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := pub.run(ctx, w.events[:half], 0); err != nil {
-				t.Fatalf("publish: %v", err)
-			}
-			waitFor(t, 30*time.Second, func() error {
-				if got := e.d.Engine().LastSeq(); got != uint64(half) {
-					return fmt.Errorf("engine at %d of %d", got, half)
-				}
-				return nil
-			})
+			r := newLossRun(t, b.url(), 1000, 50)
+			r.firstHalf()
 			b.kill(t)
-			lost := tc.lose(b.storeDir)
+			lost := tc.lost(b.storeDir)
 			if _, err := os.Stat(lost); err != nil {
 				t.Fatalf("the broker's state is not where the test looks: %v", err)
 			}
@@ -170,23 +174,8 @@ func TestBrokerRestartsWithoutItsState(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.start(t)
-			if err := pub.run(ctx, w.events[half:], 0); err != nil {
-				t.Fatalf("publish after the restart: %v", err)
-			}
-			waitFor(t, 60*time.Second, func() error {
-				if n := missing(w.expected, sink); n > 0 {
-					return fmt.Errorf("%d of %d expected notifications missing; engine at %d", n, len(w.expected), e.d.Engine().LastSeq())
-				}
-				return nil
-			})
-			waitFor(t, 10*time.Second, func() error { return e.d.Ready(ctx) })
-			checkStates(t, e, w)
-			d := checkDelivery(w.expected, sink)
-			t.Logf("RESULT broker back without %s: %d events (%d after), %d expected, %d requests, %d duplicates",
-				filepath.Base(lost), len(w.events), len(w.events)-half, len(w.expected), d.requests, d.duplicates)
-			if probs := d.problems(-1); len(probs) > 0 {
-				t.Errorf("delivery across the broker's lost state:\n  %s", strings.Join(probs, "\n  "))
-			}
+			r.secondHalf()
+			r.allDelivered("broker back without " + filepath.Base(lost))
 		})
 	}
 }
