@@ -60,14 +60,22 @@ func TestCrashSIGKILLEmbeddedNATS(t *testing.T) {
 // at once, into the broker's absence (it must wait for the broker, not
 // ready meanwhile, and bind the stream when it is back); and the webhook
 // answering 503, then dropping connections, from the second kill to the
-// fifth. Still
+// fifth. PROACTIVED_LONG=1: 30,000 orders, 20 kills, five of them with the
+// broker (down up to 10 s), two outages. Still
 // every expected notification exactly once, repeats only with the same
 // key, at most one per kill.
 func TestCrashSIGKILLWithBrokerAndChannelDown(t *testing.T) {
-	crashRun{orders: 5_000, kills: 8, rate: 900,
+	o := crashRun{orders: 5_000, kills: 8, rate: 900,
 		outage: map[int]int32{2: sinkDown, 3: sinkDrop, 5: sinkUp},
 		broker: map[int]time.Duration{2: 3 * time.Second, 4: 1500 * time.Millisecond, 6: 3 * time.Second},
-	}.run(t)
+	}
+	if longRun() {
+		o = crashRun{orders: 30_000, kills: 20, rate: 1500,
+			outage: map[int]int32{3: sinkDown, 5: sinkDrop, 8: sinkUp, 12: sinkDown, 14: sinkUp},
+			broker: map[int]time.Duration{2: 3 * time.Second, 6: 5 * time.Second, 10: 2 * time.Second, 13: 4 * time.Second, 17: 10 * time.Second},
+		}
+	}
+	o.run(t)
 }
 
 // crashRun is one crash scenario: orders over a paced stream at rate
