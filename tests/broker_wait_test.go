@@ -91,6 +91,9 @@ func TestDaemonWaitsForItsBroker(t *testing.T) {
 			t.Fatalf("/readyz %d (%v) without a broker, want 503", code, err)
 		}
 	}
+	if _, body, err := probeBody(base + "/readyz"); !strings.Contains(body, "not ready: nats not connected") {
+		t.Errorf("/readyz says %q (%v) without a broker; it should say why", body, err)
+	}
 	if log := p.tail(50); !strings.Contains(log, "nats not reachable yet") {
 		t.Errorf("the log does not say what the daemon waits for:\n%s", log)
 	}

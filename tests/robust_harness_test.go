@@ -528,14 +528,20 @@ func openStoreRO(t *testing.T, path string) *sql.DB {
 
 // probe GETs url and returns the status code.
 func probe(url string) (int, error) {
+	code, _, err := probeBody(url)
+	return code, err
+}
+
+// probeBody is probe with the answer's body.
+func probeBody(url string) (int, string, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // procReady is nil once the daemon process answers /readyz with 200.

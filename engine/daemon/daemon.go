@@ -383,12 +383,15 @@ func (d *Daemon) startHTTP() error {
 // loaded.
 func (d *Daemon) Ready(ctx context.Context) error {
 	switch {
-	case d.intake == nil || !d.intake.Ready():
-		return errors.New("consumer not bound or store failing")
 	case d.nc == nil || !d.nc.IsConnected():
 		return errors.New("nats not connected")
+	case d.intake == nil:
+		return errors.New("starting")
 	case d.eng == nil || d.eng.Rules() == nil:
 		return errors.New("rules not loaded")
+	}
+	if err := d.intake.Ready(); err != nil {
+		return err
 	}
 	if err := d.st.Ping(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)

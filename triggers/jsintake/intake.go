@@ -166,8 +166,17 @@ func New(o Options) (*Intake, error) {
 	return in, nil
 }
 
-// Ready says whether the consumer is bound and commits succeed.
-func (in *Intake) Ready() bool { return in.bound.Load() && in.storeOK.Load() }
+// Ready says why the intake is not consuming (nil when it is): the
+// consumer is not bound yet, or the last batch's commit failed.
+func (in *Intake) Ready() error {
+	switch {
+	case !in.bound.Load():
+		return errors.New("consumer not bound (binding the stream, rebuilding entity state, or consuming again)")
+	case !in.storeOK.Load():
+		return errors.New("the last batch's commit failed; retrying it")
+	}
+	return nil
+}
 
 // EnsureStream creates the stream if missing, or binds it. A stream that
 // proactived created gets its subjects updated to what the rules need; one
