@@ -272,6 +272,8 @@ type tcpProxy struct {
 	// dropping: what the server sends is read and thrown away, as a
 	// network that loses packets before the connection is torn down.
 	dropping atomic.Bool
+	// blocked: new connections are closed at once (a partition).
+	blocked atomic.Bool
 }
 
 func newTCPProxy(t *testing.T, upstream string) *tcpProxy {
@@ -286,6 +288,10 @@ func newTCPProxy(t *testing.T, upstream string) *tcpProxy {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if p.blocked.Load() {
+				c.Close()
+				continue
 			}
 			u, err := net.Dial("tcp", upstream)
 			if err != nil {

@@ -118,6 +118,12 @@ func checkStates(t *testing.T, e *env, w *workload) {
 // against natsURL (a fresh test server when empty).
 func startRobust(t *testing.T, natsURL, cfgText string, opts ...func(*daemon.Options)) *env {
 	t.Helper()
+	return startRobustRules(t, natsURL, cfgText, robustRules, opts...)
+}
+
+// startRobustRules is startRobust over ruleText.
+func startRobustRules(t *testing.T, natsURL, cfgText, ruleText string, opts ...func(*daemon.Options)) *env {
+	t.Helper()
 	if natsURL == "" {
 		natsURL = natstest.Run(t).URL
 	}
@@ -125,7 +131,7 @@ func startRobust(t *testing.T, natsURL, cfgText string, opts ...func(*daemon.Opt
 	if err := config.Parse(cfg, "robust.yaml", []byte(cfgText), os.LookupEnv); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.Rules = rulesDir(t, map[string]string{"shop.yaml": robustRules})
+	cfg.Rules = rulesDir(t, map[string]string{"shop.yaml": ruleText})
 	cfg.Data = t.TempDir()
 	cfg.NATS.URL = natsURL
 	cfg.HTTP.Addr = "127.0.0.1:0"

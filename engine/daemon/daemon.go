@@ -297,6 +297,12 @@ func (d *Daemon) connectNATS() error {
 		nats.Name("proactived"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// A connection that went silent (a partition that drops packets
+		// without a reset) is noticed within ~12 s instead of the client's
+		// default of minutes: readiness drops and time-driven work holds
+		// (jsintake's cutOff) while the daemon cannot see the stream.
+		nats.PingInterval(3 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				d.log.Warn("nats disconnected", "err", err)

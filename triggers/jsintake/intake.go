@@ -368,6 +368,7 @@ func (in *Intake) Run(ctx context.Context) error {
 		if len(batch) == 0 && len(sub.msgs) == 0 && in.behind {
 			in.settleWatermark(ctx)
 		}
+		in.cutOff()
 		if time.Since(lastTick) >= in.o.TickEvery || len(batch) == 0 {
 			lastTick = time.Now()
 			for i := 0; i < 50; i++ {
@@ -901,23 +902,50 @@ func (in *Intake) settleWatermark(ctx context.Context) {
 	if !ok {
 		return
 	}
-	n, err := in.Pending(ctx)
-	in.behind = err != nil || n > 0
+	// Caught up: nothing left to deliver, and nothing delivered that is
+	// not applied yet (still on its way to this goroutine).
+	info, err := in.consumerInfo(ctx)
+	in.behind = err != nil || info.NumPending > 0 || info.NumAckPending > 0
 	w.Watermark(in.lastAt, !in.behind)
+}
+
+// cutOff holds time-driven work at the last applied event's time while
+// the broker cannot be reached: producers may go on publishing to it (a
+// partition between the daemon and the broker), and a deadline must not
+// fire for want of an event that is waiting in the stream. The next
+// settleWatermark after the connection is back says when it caught up.
+func (in *Intake) cutOff() {
+	if in.o.Conn.IsConnected() || in.behind {
+		return
+	}
+	in.behind = true
+	if w, ok := in.o.Handler.(Watermarker); ok {
+		w.Watermark(in.lastAt, false)
+	}
 }
 
 // Pending reports the consumer's backlog, for metrics and status.
 func (in *Intake) Pending(ctx context.Context) (uint64, error) {
-	cons := in.cons.Load()
-	if cons == nil {
-		return 0, errors.New("not consuming")
-	}
-	info, err := (*cons).Info(ctx)
+	info, err := in.consumerInfo(ctx)
 	if err != nil {
 		return 0, err
 	}
-	in.o.Observer.Pending(info.NumPending)
 	return info.NumPending, nil
+}
+
+// consumerInfo asks the server about the consumer (and tells the observer
+// how many events wait).
+func (in *Intake) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	cons := in.cons.Load()
+	if cons == nil {
+		return nil, errors.New("not consuming")
+	}
+	info, err := (*cons).Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in.o.Observer.Pending(info.NumPending)
+	return info, nil
 }
 
 // RawOf is a stream message as the decoder takes it: body, stream position
