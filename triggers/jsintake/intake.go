@@ -365,7 +365,8 @@ func (in *Intake) Run(ctx context.Context) error {
 			sub = next
 			in.bound.Store(true)
 		}
-		if len(batch) == 0 && len(sub.msgs) == 0 && in.behind {
+		// (Not while disconnected: the question would wait out its timeout.)
+		if len(batch) == 0 && len(sub.msgs) == 0 && in.behind && in.o.Conn.IsConnected() {
 			in.settleWatermark(ctx)
 		}
 		in.cutOff()
