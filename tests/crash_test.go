@@ -60,10 +60,10 @@ func TestCrashSIGKILLEmbeddedNATS(t *testing.T) {
 // at once, into the broker's absence (it must wait for the broker, not
 // ready meanwhile, and bind the stream when it is back); and the webhook
 // answering 503, then dropping connections, from the second kill to the
-// fifth. PROACTIVED_LONG=1: 30,000 orders, 20 kills, five of them with the
-// broker (down up to 10 s), two outages. Still
-// every expected notification exactly once, repeats only with the same
-// key, at most one per kill.
+// fifth. Still every expected notification exactly once, repeats only
+// with the same key, at most one per kill. PROACTIVED_LONG=1: 30,000
+// orders, 20 kills, five of them with the broker (down up to 10 s), two
+// outages.
 func TestCrashSIGKILLWithBrokerAndChannelDown(t *testing.T) {
 	o := crashRun{orders: 5_000, kills: 8, rate: 900,
 		outage: map[int]int32{2: sinkDown, 3: sinkDrop, 5: sinkUp},
@@ -130,22 +130,24 @@ func (o crashRun) run(t *testing.T) {
 	cfgPath := filepath.Join(dir, "proactived.yaml")
 	cfgText := robustConfig(sink.srv.URL, sink.srv.URL, 50, "200ms", "2s")
 	var natsURL string
-	var natsArgs []string
-	if o.embedded {
+	var broker *natsProc
+	switch {
+	case o.embedded:
 		// The daemon's own server, on a port of its own that every
 		// restart listens on again.
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		natsURL = "nats://" + addr
 		cfgText += fmt.Sprintf("nats: { listen: %q }\n", addr)
-	} else {
-		natsURL = natstest.Run(t).URL
-		natsArgs = []string{"--nats", natsURL}
-	}
-	var broker *natsProc
-	if len(o.broker) > 0 {
+	case len(o.broker) > 0:
+		// A server process the run can kill.
 		broker = newNATSProc(t)
 		broker.start(t)
 		natsURL = broker.url()
+	default:
+		natsURL = natstest.Run(t).URL
+	}
+	var natsArgs []string
+	if !o.embedded {
 		natsArgs = []string{"--nats", natsURL}
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
