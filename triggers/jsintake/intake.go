@@ -431,18 +431,22 @@ func (in *Intake) checkConsumer(ctx context.Context, sub *subscription, cons jet
 	defer sub.checking.Store(false)
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cons.Info(ictx); err != nil && sub.gone(err) {
-		in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
+	if _, err := cons.Info(ictx); err != nil {
+		in.consumerGone(sub, err)
 	}
 }
 
-// gone reports err if it means the consumer will deliver nothing more.
-func (s *subscription) gone(err error) bool {
+// consumerGone ends sub if err means its consumer will deliver nothing
+// more, and says so once (the error handler and a check may both see it).
+func (in *Intake) consumerGone(sub *subscription, err error) bool {
 	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
 		!errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false
 	}
-	s.breakOnce.Do(func() { close(s.broken) })
+	sub.breakOnce.Do(func() {
+		in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
+		close(sub.broken)
+	})
 	return true
 }
 
@@ -601,17 +605,15 @@ func (in *Intake) subscribe(ctx context.Context) (*subscription, error) {
 		case <-sctx.Done():
 		}
 	}, jetstream.PullMaxMessages(buffered), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		switch {
-		case sub.gone(err):
-			in.log.Warn("the consumer is gone; consuming again from the committed position", "err", err)
-		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat):
+		if in.consumerGone(sub, err) {
+			return
+		}
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			// A broker that restarted without the consumer (its state
 			// lost) says only this: ask whether the consumer still exists.
 			go in.checkConsumer(sctx, sub, cons)
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				in.log.Warn("consume", "err", err)
-			}
-		default:
+		}
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			in.log.Warn("consume", "err", err)
 		}
 	}))
