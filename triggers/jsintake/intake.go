@@ -476,63 +476,56 @@ func (s *subscription) cut(batch []delivery) ([]delivery, bool) {
 	return batch, false
 }
 
-// start binds the stream, notices a recreated one, merges again what the
-// last run left unwritten, and subscribes. Until the broker answers it
-// retries with backoff, readiness false: a daemon started before its
+// start sets the intake up (setUp) and retries with backoff until the
+// broker answers, readiness false meanwhile: a daemon started before its
 // broker, or restarted while the broker is down, waits for it. Only a
 // ConfigError ends it (nil, nil: ctx ended).
 func (in *Intake) start(ctx context.Context) (*subscription, error) {
 	var sub *subscription
 	var cfgErr error
-	ok := in.retry(ctx, "cannot consume yet", func() error {
-		if err := in.bind(ctx); err != nil {
-			if errors.As(err, new(ConfigError)) {
-				cfgErr = err
-				return nil
-			}
-			return err
+	if !in.retry(ctx, "cannot consume yet", func() (err error) {
+		sub, err = in.setUp(ctx)
+		if errors.As(err, new(ConfigError)) {
+			cfgErr, err = err, nil
 		}
-		// Rebuild is resumable: a retry skips the events already merged.
-		if err := in.rebuild(ctx); err != nil {
-			return err
-		}
-		var err error
-		sub, err = in.subscribe(ctx)
 		return err
-	})
-	if !ok {
+	}) {
 		return nil, nil
 	}
 	return sub, cfgErr
 }
 
-// bind makes sure the stream exists (created again if it was deleted)
-// and notices one that was recreated.
-func (in *Intake) bind(ctx context.Context) error {
-	if in.stream == nil {
-		if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
-			return err
-		}
-	}
-	return in.checkPosition(ctx)
-}
-
-// resubscribe binds the stream and subscribes again from the committed
-// position until it works or ctx ends (the broker may still be coming
-// back; the stream may have been deleted with the consumer).
+// resubscribe sets the intake up again from the committed position until
+// it works or ctx ends (the broker may still be coming back; the stream
+// may have been deleted with the consumer).
 func (in *Intake) resubscribe(ctx context.Context) (*subscription, error) {
 	var sub *subscription
-	if !in.retry(ctx, "could not consume again", func() error {
-		if err := in.bind(ctx); err != nil {
-			return err
-		}
-		var err error
-		sub, err = in.subscribe(ctx)
+	if !in.retry(ctx, "could not consume again", func() (err error) {
+		sub, err = in.setUp(ctx)
 		return err
 	}) {
 		return nil, ctx.Err()
 	}
 	return sub, nil
+}
+
+// setUp makes sure the stream exists (created again if it was deleted),
+// notices one that was recreated, merges again what the last run left
+// unwritten (resumable: a retry skips the events already merged; nothing
+// to do mid-run) and subscribes.
+func (in *Intake) setUp(ctx context.Context) (*subscription, error) {
+	if in.stream == nil {
+		if err := in.EnsureStream(ctx, in.o.Subjects); err != nil {
+			return nil, err
+		}
+	}
+	if err := in.checkPosition(ctx); err != nil {
+		return nil, err
+	}
+	if err := in.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	return in.subscribe(ctx)
 }
 
 // retry runs f until it returns nil, with backoff from 100 ms to 5 s, and
