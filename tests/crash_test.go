@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,7 @@ func (o crashRun) run(t *testing.T) {
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- pub.run(ctx, w.events, rate) }()
 
+	plan := newOutagePlan(sink, o.outage)
 	beforeStart := 0
 	for k := 1; k <= kills; k++ {
 		// The scenario is elapsed time: the process lives a random while,
@@ -193,10 +195,7 @@ func (o crashRun) run(t *testing.T) {
 			t.Fatalf("daemon %d exited by itself: %v\n%s", run, p.state, p.tail(30))
 		}
 		p.kill(t)
-		if mode, ok := o.outage[k]; ok {
-			sink.mode.Store(mode)
-			t.Logf("kill %2d: the sink's mode is now %d (0 up, 1 answering 503, 2 dropping connections)", k, mode)
-		}
+		plan.at(t, k)
 		total, distinct := sink.counts()
 		t.Logf("kill %2d: SIGKILL after %s up (started: %v); published %d/%d, sink got %d requests, %d keys",
 			k, up, started, pub.published.Load(), len(w.events), total, distinct)
@@ -229,6 +228,7 @@ func (o crashRun) run(t *testing.T) {
 		t.Fatalf("publisher did not finish: %d of %d published", pub.published.Load(), len(w.events))
 	}
 	t.Logf("publisher done after %s: %d events, %d publish retries", time.Since(began).Round(time.Second), len(w.events), pub.retries.Load())
+	plan.finish(t)
 
 	// Let the last daemon finish: every expected key delivered and nothing
 	// left in the outbox (rows a killed daemon was sending are resent when
@@ -369,5 +369,76 @@ func (o crashRun) run(t *testing.T) {
 	if probs := d.problems(kills); len(probs) > 0 {
 		t.Errorf("delivery across %d kills:\n  %s", kills, strings.Join(probs, "\n  "))
 		t.Logf("last daemon log:\n%s", p.tail(40))
+	}
+}
+
+// outagePlan sets the sink's modes at the kills a run names, in order,
+// but leaves a failure mode only once the daemon has met it: with the
+// broker down across a kill or two, a mode could otherwise pass with no
+// delivery attempt at all (a CI run saw 0 503s that way). A change that
+// waits is made at a later kill, or after the last one.
+type outagePlan struct {
+	sink  *keySink
+	steps []outageStep
+	mark  int64 // the current mode's failure count when it was set
+}
+
+type outageStep struct {
+	kill int
+	mode int32
+}
+
+func newOutagePlan(sink *keySink, outage map[int]int32) *outagePlan {
+	pl := &outagePlan{sink: sink}
+	for k, m := range outage {
+		pl.steps = append(pl.steps, outageStep{k, m})
+	}
+	sort.Slice(pl.steps, func(i, j int) bool { return pl.steps[i].kill < pl.steps[j].kill })
+	return pl
+}
+
+// failures is how often the sink has failed in mode m (0 for up).
+func (pl *outagePlan) failures(m int32) int64 {
+	switch m {
+	case sinkDown:
+		return pl.sink.answered503.Load()
+	case sinkDrop:
+		return pl.sink.dropped.Load()
+	}
+	return 0
+}
+
+// met reports whether the daemon has met the current mode.
+func (pl *outagePlan) met() bool {
+	m := pl.sink.mode.Load()
+	return m == sinkUp || pl.failures(m) > pl.mark
+}
+
+// at makes the changes due by kill k, as far as the current mode allows.
+func (pl *outagePlan) at(t *testing.T, k int) {
+	for len(pl.steps) > 0 && pl.steps[0].kill <= k {
+		if !pl.met() {
+			t.Logf("kill %2d: the sink stays in mode %d: no delivery has met it yet", k, pl.sink.mode.Load())
+			return
+		}
+		m := pl.steps[0].mode
+		pl.steps = pl.steps[1:]
+		pl.mark = pl.failures(m)
+		pl.sink.mode.Store(m)
+		t.Logf("kill %2d: the sink's mode is now %d (0 up, 1 answering 503, 2 dropping connections)", k, m)
+	}
+}
+
+// finish makes the changes still due after the last kill, each once the
+// daemon has met the mode before it.
+func (pl *outagePlan) finish(t *testing.T) {
+	for len(pl.steps) > 0 {
+		waitFor(t, time.Minute, func() error {
+			if !pl.met() {
+				return fmt.Errorf("no delivery has met the sink's mode %d yet", pl.sink.mode.Load())
+			}
+			return nil
+		})
+		pl.at(t, pl.steps[0].kill)
 	}
 }
