@@ -733,7 +733,7 @@ func (w *lookupWriter) put(ctx context.Context, tx *sql.Tx, pairs []chunkPair, u
 			}
 		}
 	}
-	if args, err = w.flush(ctx, tx, args); err != nil {
+	if _, err = w.flush(ctx, tx, args); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO journal_index (k, v) VALUES (?, ?)`, journalIndexKey, upto)
