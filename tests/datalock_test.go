@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,5 +30,40 @@ func TestOneDaemonPerDataDir(t *testing.T) {
 	waitFor(t, 30*time.Second, func() error { return procReady(third) })
 	if code := third.term(t); code != 0 {
 		t.Errorf("graceful stop exited %d\n%s", code, third.tail(20))
+	}
+}
+
+// TestRestartBeforeTheKilledOneIsGone: a supervisor or harness that starts
+// the daemon again right after SIGKILL, without waiting for the old
+// process to be reaped, starts it while the kernel still holds the old
+// one's lock (two such restarts in ten did, by hand). The new daemon
+// waits for the lock instead of refusing to start. The old one is held
+// stopped (SIGSTOP) for a while here, so the race is not left to chance;
+// on the code before the wait the new daemon exited at once with "in
+// use by another proactived".
+func TestRestartBeforeTheKilledOneIsGone(t *testing.T) {
+	b := newBinSetup(t)
+	b.broker.start(t)
+	old := b.start(t)
+	waitFor(t, 30*time.Second, func() error { return procReady(old) })
+
+	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	p := b.start(t)
+	time.Sleep(700 * time.Millisecond)
+	if !p.running() {
+		t.Fatalf("the new daemon exited while the old one held the lock: %v\n%s", p.state, p.tail(20))
+	}
+	if p.httpAddr() != "" {
+		t.Fatalf("the new daemon started while the old one held the data dir")
+	}
+	old.kill(t)
+	waitFor(t, 30*time.Second, func() error { return procReady(p) })
+	if !strings.Contains(p.tail(30), "waiting for it to exit") {
+		t.Errorf("the log does not say it waited for the lock:\n%s", p.tail(30))
+	}
+	if code := p.term(t); code != 0 {
+		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
 	}
 }

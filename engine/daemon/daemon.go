@@ -183,6 +183,11 @@ func New(o Options) (*Daemon, error) {
 	return &Daemon{o: o, cfg: o.Config, log: o.Logger, runErr: make(chan error, 2), metrics: metrics.New()}, nil
 }
 
+// lockWait is how long Start waits for the data directory's lock: long
+// enough for a SIGKILLed predecessor to be torn down, short enough that a
+// second daemon started by mistake says so promptly.
+const lockWait = 5 * time.Second
+
 // Start brings everything up. On error, whatever started is stopped.
 func (d *Daemon) Start(ctx context.Context) (err error) {
 	defer func() {
@@ -200,7 +205,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if d.unlock, err = lockData(cfg.Data); err != nil {
+	if d.unlock, err = lockData(ctx, cfg.Data, lockWait, d.log); err != nil {
 		return err
 	}
 	if err := d.connectNATS(); err != nil {
