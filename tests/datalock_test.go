@@ -63,7 +63,23 @@ func TestRestartBeforeTheKilledOneIsGone(t *testing.T) {
 	if !strings.Contains(p.tail(30), "waiting for it to exit") {
 		t.Errorf("the log does not say it waited for the lock:\n%s", p.tail(30))
 	}
-	if code := p.term(t); code != 0 {
-		t.Errorf("graceful stop exited %d\n%s", code, p.tail(20))
+
+	// The same right after a SIGTERM: the new daemon comes up once the
+	// old one's graceful stop is done.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next := b.start(t)
+	waitFor(t, 30*time.Second, func() error { return procReady(next) })
+	select {
+	case <-p.exited:
+		if code := p.state.ExitCode(); code != 0 {
+			t.Errorf("the SIGTERMed daemon exited %d\n%s", code, p.tail(20))
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the SIGTERMed daemon did not exit")
+	}
+	if code := next.term(t); code != 0 {
+		t.Errorf("graceful stop exited %d\n%s", code, next.tail(20))
 	}
 }

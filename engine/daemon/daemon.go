@@ -184,9 +184,10 @@ func New(o Options) (*Daemon, error) {
 }
 
 // lockWait is how long Start waits for the data directory's lock: long
-// enough for a SIGKILLed predecessor to be torn down, short enough that a
-// second daemon started by mistake says so promptly.
-const lockWait = 5 * time.Second
+// enough for a SIGKILLed predecessor to be torn down, or a SIGTERMed one
+// to finish its graceful stop (HTTP grace, sends in flight); a second
+// daemon started by mistake says at once what it waits for.
+const lockWait = 15 * time.Second
 
 // Start brings everything up. On error, whatever started is stopped.
 func (d *Daemon) Start(ctx context.Context) (err error) {
