@@ -104,11 +104,19 @@ const slowSend = 5 * time.Millisecond
 // channel faster, only widen what a crash can repeat. A slower channel
 // gets one more concurrent send per slowSend of its latency (up to
 // Options.Workers), so remote latency does not cap throughput.
+//
+// The latency is the channel's, not this process's: a send's time also
+// holds the waits for a processor, and on a loaded machine those made a
+// local webhook that answers in well under a millisecond average 20 ms
+// and more, so it got five sends at once — and a SIGKILL repeated five
+// notifications (an outside crash harness: 37 duplicates over 14 kills).
+// So the estimate follows the fastest recent answers: it drops to a
+// faster send at once and rises an eighth of the way toward a slower one.
 type lane struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
 	inflight int
-	latency  time.Duration // moving average
+	latency  time.Duration // floor-biased moving estimate
 }
 
 // acquire waits for a free slot and returns how many sends the lane
@@ -130,7 +138,7 @@ func (l *lane) release(took time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inflight--
-	if l.latency == 0 {
+	if l.latency == 0 || took < l.latency {
 		l.latency = took
 	} else {
 		l.latency += (took - l.latency) / 8

@@ -87,6 +87,12 @@ type slow struct {
 }
 
 func (s *slow) Notify(ctx context.Context, _ *notifiers.Notification) (bool, error) {
+	s.take(s.delay)
+	return false, nil
+}
+
+// take counts one send in flight for d.
+func (s *slow) take(d time.Duration) {
 	n := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	for {
@@ -95,8 +101,7 @@ func (s *slow) Notify(ctx context.Context, _ *notifiers.Notification) (bool, err
 			break
 		}
 	}
-	time.Sleep(s.delay)
-	return false, nil
+	time.Sleep(d)
 }
 
 // A fast channel gets one send at a time (a crash can repeat at most one
@@ -121,6 +126,47 @@ func TestLanePacesByLatency(t *testing.T) {
 		if m := ch.max.Load(); m > c.atMost || m < c.atLeast {
 			t.Errorf("channel answering in %s: %d concurrent sends, want %d..%d", c.delay, m, c.atLeast, c.atMost)
 		}
+	}
+}
+
+// jittery answers at once, except every third send, which takes 30 ms:
+// a fast channel seen from a loaded machine, where a send's time also
+// holds the waits for a processor.
+type jittery struct {
+	slow
+	n atomic.Int32
+}
+
+func (j *jittery) Notify(context.Context, *notifiers.Notification) (bool, error) {
+	var d time.Duration
+	if j.n.Add(1)%3 == 0 {
+		d = 30 * time.Millisecond
+	}
+	j.take(d)
+	return false, nil
+}
+
+// A fast channel whose sends are sometimes slowed by this process's own
+// load stays at one send at a time: with the average of its times as its
+// latency (10 ms here) it got three at once, and a SIGKILL could repeat
+// three notifications.
+func TestLaneIgnoresOccasionalSlowSends(t *testing.T) {
+	ch := &jittery{}
+	st, _, d := setup(t, map[string]notifiers.Notifier{"email": ch})
+	for i := 0; i < 60; i++ {
+		enqueue(t, st, string(rune('a'+i/26))+string(rune('a'+i%26)), policy.Candidate{Channel: "email"})
+	}
+	for n := 1; n > 0; {
+		var err error
+		if n, err = d.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ch.n.Load(); got != 60 {
+		t.Fatalf("%d sends, want 60", got)
+	}
+	if m := ch.max.Load(); m != 1 {
+		t.Errorf("%d concurrent sends to a channel that answers at once, want 1", m)
 	}
 }
 
