@@ -351,7 +351,7 @@ type keySink struct {
 	srv                  *httptest.Server
 	mode                 atomic.Int32
 	delay                atomic.Int64 // per request, nanoseconds
-	inflight             atomic.Int32
+	inflight, maxFlight  atomic.Int32
 	answered503, dropped atomic.Int64
 	mu                   sync.Mutex
 	hits                 map[string][]sinkHit
@@ -366,7 +366,8 @@ type sinkHit struct {
 func newKeySink(t *testing.T) *keySink {
 	s := &keySink{hits: map[string][]sinkHit{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
+		for n, m := s.inflight.Add(1), s.maxFlight.Load(); n > m && !s.maxFlight.CompareAndSwap(m, n); m = s.maxFlight.Load() {
+		}
 		defer s.inflight.Add(-1)
 		body, _ := io.ReadAll(r.Body)
 		if d := time.Duration(s.delay.Load()); d > 0 {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,8 +154,12 @@ type Channel struct {
 	Type         string
 	AddressField string // customer field with this channel's address; "" = none needed
 	Timeout      time.Duration
-	Spec         *yaml.Node
-	Pos          string // file:line:col of the channel's entry
+	// MaxInFlight caps this channel's concurrent sends; 0 = as its latency
+	// needs, up to 16. A SIGKILL can repeat at most this many of its
+	// notifications (each with its idempotency key).
+	MaxInFlight int
+	Spec        *yaml.Node
+	Pos         string // file:line:col of the channel's entry
 }
 
 // Secret is a config string that never prints.
@@ -342,6 +347,12 @@ func parseChannels(file string, n *yaml.Node) (map[string]Channel, []string) {
 					errs = append(errs, fmt.Sprintf("%s:%d:%d: channel %q: timeout: %v", file, cv.Line, cv.Column, k.Value, err))
 				}
 				ch.Timeout = d
+			case "max_in_flight":
+				n, err := strconv.Atoi(cv.Value)
+				if err != nil || n < 1 {
+					errs = append(errs, fmt.Sprintf("%s:%d:%d: channel %q: max_in_flight: want a whole number of at least 1, got %q", file, cv.Line, cv.Column, k.Value, cv.Value))
+				}
+				ch.MaxInFlight = n
 			default:
 				spec.Content = append(spec.Content, ck, cv)
 			}

@@ -20,7 +20,7 @@ policy:
   quiet_hours: { start: "22:30", end: "07:00" }
 channels:
   email: { type: smtp, host: h, from: f, password: "${PW}" }
-  sms:   { type: webhook, url: "https://x", timeout: 3s }
+  sms:   { type: webhook, url: "https://x", timeout: 3s, max_in_flight: 1 }
   chat:  { type: log, address_field: slack_id }
 defaults: { channels: [email, sms] }
 `), env(map[string]string{"TOKEN": "tok-123", "PW": "pa:ss\nword"}))
@@ -37,7 +37,7 @@ defaults: { channels: [email, sms] }
 		t.Errorf("defaults lost: %+v %+v", cfg.Intake, cfg.Defaults)
 	}
 	email, sms, chat := cfg.Channels["email"], cfg.Channels["sms"], cfg.Channels["chat"]
-	if email.Type != "smtp" || email.AddressField != "email" || sms.AddressField != "phone" || sms.Timeout != 3*time.Second || chat.AddressField != "slack_id" {
+	if email.Type != "smtp" || email.AddressField != "email" || sms.AddressField != "phone" || sms.Timeout != 3*time.Second || sms.MaxInFlight != 1 || chat.MaxInFlight != 0 || chat.AddressField != "slack_id" {
 		t.Errorf("channels %+v %+v %+v", email, sms, chat)
 	}
 	if _, ok := cfg.Channels["console"]; !ok {
@@ -75,6 +75,8 @@ func TestParseErrorsArePositionedAndSecretFree(t *testing.T) {
 		{"retention too short", "retention: 2h\n", `retention must be at least 24h (or 0 to keep history forever)`},
 		{"retention below the cap's window", "policy: { frequency_cap: { per: 14d } }\nretention: 7d\n", `retention (7d) must cover policy.frequency_cap.per (14d)`},
 		{"negative retention", "retention: -1d\n", `retention must not be negative`},
+		{"max_in_flight zero", "channels:\n  sms: { type: log, max_in_flight: 0 }\n", `p.yaml:2:36: channel "sms": max_in_flight: want a whole number of at least 1, got "0"`},
+		{"max_in_flight not a number", "channels:\n  sms: { type: log, max_in_flight: few }\n", `channel "sms": max_in_flight: want a whole number`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -228,13 +228,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	timeouts := map[string]time.Duration{}
+	timeouts, inFlight := map[string]time.Duration{}, map[string]int{}
 	for n, ch := range cfg.Channels {
-		timeouts[n] = ch.Timeout
+		timeouts[n], inFlight[n] = ch.Timeout, ch.MaxInFlight
 	}
 	rc := cfg.Policy.Retry
 	d.disp = outbox.New(outbox.Options{
-		Store: d.st, Clock: d.o.Clock, Channels: channels, Timeouts: timeouts, Logger: d.log, Jitter: 0.2,
+		Store: d.st, Clock: d.o.Clock, Channels: channels, Timeouts: timeouts, MaxInFlight: inFlight, Logger: d.log, Jitter: 0.2,
 		Retry:    outbox.Retry{Attempts: rc.Attempts, Backoff: rc.Backoff.D(), MaxBackoff: rc.MaxBackoff.D(), Timeout: rc.Timeout.D()},
 		Probe:    rc.Probe.D(),
 		Observer: d.metrics,

@@ -38,6 +38,9 @@ type Options struct {
 	Channels map[string]notifiers.Notifier
 	// Timeouts per channel; zero = Retry.Timeout.
 	Timeouts map[string]time.Duration
+	// MaxInFlight caps a channel's concurrent sends below Workers (absent
+	// or zero: Workers).
+	MaxInFlight map[string]int
 	Retry    Retry
 	Logger   *slog.Logger
 	// Workers bounds concurrent sends.
@@ -117,6 +120,7 @@ type lane struct {
 	cond     *sync.Cond
 	inflight int
 	latency  time.Duration // floor-biased moving estimate
+	max      int           // the channel's max_in_flight; 0: none
 }
 
 // acquire waits for a free slot and returns how many sends the lane
@@ -124,6 +128,9 @@ type lane struct {
 func (l *lane) acquire(maxWorkers int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.max > 0 {
+		maxWorkers = min(maxWorkers, l.max)
+	}
 	for {
 		limit := min(1+int(l.latency/slowSend), maxWorkers)
 		if l.inflight < limit {
@@ -152,7 +159,7 @@ func (d *Dispatcher) lane(r *row) *lane {
 	defer d.lanesMu.Unlock()
 	l := d.lanes[name]
 	if l == nil {
-		l = &lane{}
+		l = &lane{max: d.o.MaxInFlight[name]}
 		l.cond = sync.NewCond(&l.mu)
 		d.lanes[name] = l
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/policy"
 	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/notifiers"
@@ -126,6 +127,31 @@ func TestLanePacesByLatency(t *testing.T) {
 		if m := ch.max.Load(); m > c.atMost || m < c.atLeast {
 			t.Errorf("channel answering in %s: %d concurrent sends, want %d..%d", c.delay, m, c.atLeast, c.atMost)
 		}
+	}
+}
+
+// A channel's max_in_flight caps its concurrent sends whatever its
+// latency: 1 for a channel that answers in 60 ms (four or more without).
+func TestLaneMaxInFlight(t *testing.T) {
+	ch := &slow{delay: 60 * time.Millisecond}
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	d := New(Options{Store: st, Clock: clock.NewVirtual(t0), Channels: map[string]notifiers.Notifier{"email": ch},
+		MaxInFlight: map[string]int{"email": 1},
+		Retry:       Retry{Attempts: 3, Backoff: time.Minute, MaxBackoff: 3 * time.Minute, Timeout: time.Second}})
+	for i := 0; i < 12; i++ {
+		enqueue(t, st, string(rune('a'+i)), policy.Candidate{Channel: "email"})
+	}
+	for n := 1; n > 0; {
+		if n, err = d.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := ch.max.Load(); m != 1 {
+		t.Errorf("max_in_flight 1: %d concurrent sends", m)
 	}
 }
 
