@@ -90,7 +90,7 @@ func (d *Dispatcher) observe(ctx context.Context, results []result) {
 			if len(f) >= downAfter {
 				delete(h.failing, ch)
 				h.down[ch] = now
-				d.log.Warn("channel looks down; probing it with one waiting notification at a time", "channel", ch, "every", d.o.Probe, "err", res.err)
+				d.log.Warn("channel looks down; probing it with its next waiting notification every probe interval, beside each one's own backoff", "channel", ch, "every", d.o.Probe, "err", res.err)
 				d.tellDown(ch, true)
 			}
 		}
