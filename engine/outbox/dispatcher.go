@@ -41,8 +41,8 @@ type Options struct {
 	// MaxInFlight caps a channel's concurrent sends below Workers (absent
 	// or zero: Workers).
 	MaxInFlight map[string]int
-	Retry    Retry
-	Logger   *slog.Logger
+	Retry       Retry
+	Logger      *slog.Logger
 	// Workers bounds concurrent sends.
 	Workers int
 	// Batch is how many rows one claim takes.
