@@ -118,12 +118,7 @@ func TestLanePacesByLatency(t *testing.T) {
 		for i := 0; i < 40; i++ {
 			enqueue(t, st, string(rune('a'+i/26))+string(rune('a'+i%26)), policy.Candidate{Channel: "email"})
 		}
-		for n := 1; n > 0; {
-			var err error
-			if n, err = d.RunOnce(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		}
+		runAll(t, d)
 		if m := ch.max.Load(); m > c.atMost || m < c.atLeast {
 			t.Errorf("channel answering in %s: %d concurrent sends, want %d..%d", c.delay, m, c.atLeast, c.atMost)
 		}
@@ -145,11 +140,7 @@ func TestLaneMaxInFlight(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		enqueue(t, st, string(rune('a'+i)), policy.Candidate{Channel: "email"})
 	}
-	for n := 1; n > 0; {
-		if n, err = d.RunOnce(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runAll(t, d)
 	if m := ch.max.Load(); m != 1 {
 		t.Errorf("max_in_flight 1: %d concurrent sends", m)
 	}
@@ -182,12 +173,7 @@ func TestLaneIgnoresOccasionalSlowSends(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		enqueue(t, st, string(rune('a'+i/26))+string(rune('a'+i%26)), policy.Candidate{Channel: "email"})
 	}
-	for n := 1; n > 0; {
-		var err error
-		if n, err = d.RunOnce(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runAll(t, d)
 	if got := ch.n.Load(); got != 60 {
 		t.Fatalf("%d sends, want 60", got)
 	}
