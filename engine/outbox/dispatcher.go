@@ -120,19 +120,16 @@ type lane struct {
 	cond     *sync.Cond
 	inflight int
 	latency  time.Duration // floor-biased moving estimate
-	max      int           // the channel's max_in_flight; 0: none
+	max      int           // Workers, or the channel's max_in_flight if lower
 }
 
 // acquire waits for a free slot and returns how many sends the lane
 // allows at once now.
-func (l *lane) acquire(maxWorkers int) int {
+func (l *lane) acquire() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.max > 0 {
-		maxWorkers = min(maxWorkers, l.max)
-	}
 	for {
-		limit := min(1+int(l.latency/slowSend), maxWorkers)
+		limit := min(1+int(l.latency/slowSend), l.max)
 		if l.inflight < limit {
 			l.inflight++
 			return limit
@@ -159,7 +156,10 @@ func (d *Dispatcher) lane(r *row) *lane {
 	defer d.lanesMu.Unlock()
 	l := d.lanes[name]
 	if l == nil {
-		l = &lane{max: d.o.MaxInFlight[name]}
+		l = &lane{max: d.o.Workers}
+		if c := d.o.MaxInFlight[name]; c > 0 {
+			l.max = min(l.max, c)
+		}
 		l.cond = sync.NewCond(&l.mu)
 		d.lanes[name] = l
 	}
@@ -399,7 +399,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, rows []*row, gen int) []result
 		}
 		started++
 		l := d.lane(r)
-		if l.acquire(d.o.Workers) == 1 {
+		if l.acquire() == 1 {
 			// One at a time: send from here. A goroutine per send cost a
 			// start, a stack growth and two hand-offs each time, on the
 			// path of every send of a fast channel (BENCHMARKS.md).

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proactived/proactived/engine/clock"
 	"github.com/proactived/proactived/engine/policy"
 	"github.com/proactived/proactived/engine/store"
 	"github.com/proactived/proactived/notifiers"
@@ -129,14 +128,8 @@ func TestLanePacesByLatency(t *testing.T) {
 // latency: 1 for a channel that answers in 60 ms (four or more without).
 func TestLaneMaxInFlight(t *testing.T) {
 	ch := &slow{delay: 60 * time.Millisecond}
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	d := New(Options{Store: st, Clock: clock.NewVirtual(t0), Channels: map[string]notifiers.Notifier{"email": ch},
-		MaxInFlight: map[string]int{"email": 1},
-		Retry:       Retry{Attempts: 3, Backoff: time.Minute, MaxBackoff: 3 * time.Minute, Timeout: time.Second}})
+	st, _, d := setup(t, map[string]notifiers.Notifier{"email": ch})
+	d.o.MaxInFlight = map[string]int{"email": 1}
 	for i := 0; i < 12; i++ {
 		enqueue(t, st, string(rune('a'+i)), policy.Candidate{Channel: "email"})
 	}
