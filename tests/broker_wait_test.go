@@ -34,9 +34,15 @@ func newBinSetup(t *testing.T) *binSetup {
 
 func (b *binSetup) start(t *testing.T) *daemonProc {
 	t.Helper()
+	return b.startOn(t, b.broker.url())
+}
+
+// startOn starts a daemon of the setup against natsURL.
+func (b *binSetup) startOn(t *testing.T, natsURL string) *daemonProc {
+	t.Helper()
 	b.runs++
 	return startProc(t, b.bin, filepath.Join(b.dir, fmt.Sprintf("daemon-%d.log", b.runs)), "run", "--config", b.cfg, "--rules", b.rules,
-		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json", "--nats", b.broker.url())
+		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json", "--nats", natsURL)
 }
 
 // started waits until the daemon has started (its HTTP address is in the
@@ -160,9 +166,7 @@ func TestDaemonStopsOnRefusedCredentials(t *testing.T) {
 	b.broker.args = []string{"--user", "proactived", "--pass", "right-secret"}
 	b.broker.start(t)
 	host := strings.TrimPrefix(b.broker.url(), "nats://")
-	p := startProc(t, b.bin, filepath.Join(b.dir, "daemon.log"), "run", "--config", b.cfg, "--rules", b.rules,
-		"--data", filepath.Join(b.dir, "data"), "--http", "127.0.0.1:0", "--log-format", "json",
-		"--nats", "nats://proactived:wrong-secret@"+host)
+	p := b.startOn(t, "nats://proactived:wrong-secret@"+host)
 	exitsWith(t, p, "Authorization Violation")
 	if log := p.tail(50); strings.Contains(log, "wrong-secret") {
 		t.Errorf("the log shows the password:\n%s", log)
