@@ -36,6 +36,13 @@ type batch struct {
 	foldedTo int64
 	markLog0 int
 	markID0  int64
+	// seen are the seen_log rows of the batch and seenFoldedTo the log id
+	// up to which it folds that log (seenlog.go); seenLog0 and seenID0 as
+	// markLog0 and markID0.
+	seen         rowBuffer
+	seenFoldedTo int64
+	seenLog0     int
+	seenID0      int64
 	// events is how many events the batch holds.
 	events int
 	// lastSeq is the consumer position this batch commits.
@@ -60,6 +67,8 @@ func (e *Engine) begin(ctx context.Context, piped bool) (*batch, error) {
 		decisions: rowBuffer{ins: e.decisionRows},
 		marks:     rowBuffer{ins: e.marksIns},
 		markLog0:  len(e.markLog), markID0: e.markID,
+		seen:     rowBuffer{ins: e.seenIns},
+		seenLog0: len(e.seenLog), seenID0: e.seenID,
 	}
 	if piped {
 		e.cur.pipe = newStmtPipe(ctx, tx)
@@ -73,6 +82,7 @@ func (e *Engine) rollback(b *batch) {
 	}
 	_ = b.tx.Rollback()
 	e.marksRolledBack(b)
+	e.seenRolledBack(b)
 	e.rolledBack()
 	e.cur = nil
 }
@@ -90,6 +100,9 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if err := e.writeMarks(ctx, b); err != nil {
 		return err
 	}
+	if err := e.writeSeen(ctx, b); err != nil {
+		return err
+	}
 	if err := e.flushState(ctx, b, b.flushAll); err != nil {
 		return err
 	}
@@ -104,6 +117,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	e.marksCommitted(b)
+	e.seenCommitted(b)
 	e.committed(b)
 	e.cur = nil
 	if b.queued > 0 {
@@ -235,14 +249,6 @@ func (b *batch) insertNew(ctx context.Context, f *keyFilter, key string, t table
 	}
 	n, _ := res.RowsAffected()
 	return n > 0, nil
-}
-
-// seen records a producer's event id and says whether it was recorded
-// before.
-func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now time.Time) (bool, error) {
-	inserted, err := b.insertNew(ctx, e.seenKeys, id, tSeen, `INSERT INTO seen_ids (id, at, seq) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		id, store.Millis(now), int64(seq))
-	return err == nil && !inserted, err
 }
 
 const (

@@ -105,9 +105,14 @@ func benchEvent(i int, reason string) []byte {
 }
 
 func prepared(b testing.TB, e *Engine, seq uint64, subject string, body []byte) *Prepared {
+	return preparedID(b, e, seq, "", subject, body)
+}
+
+// preparedID is prepared for a message with a Nats-Msg-Id (none if "").
+func preparedID(b testing.TB, e *Engine, seq uint64, msgID, subject string, body []byte) *Prepared {
 	// Decoded as the intake does (Engine.Decode, which shares keys and
 	// short values among events).
-	dec, rej := e.Decode(event.Raw{Subject: subject, Body: body, Seq: seq, Time: time.Now()})
+	dec, rej := e.Decode(event.Raw{Subject: subject, Body: body, MsgID: msgID, Seq: seq, Time: time.Now()})
 	if rej != nil {
 		b.Fatal(rej)
 	}
@@ -126,13 +131,19 @@ func BenchmarkHandleBatch(b *testing.B) {
 	for _, c := range []struct {
 		journal bool
 		batch   int
-	}{{true, 512}, {false, 512}, {true, 64}, {true, 4096}} {
+		ids     bool
+	}{{true, 512, false}, {false, 512, false}, {true, 64, false}, {true, 4096, false}, {true, 512, true}} {
 		name := fmt.Sprintf("journal=%t", c.journal)
 		if c.batch != 512 {
 			// Batches of 64 are what the intake takes at a moderate rate
 			// (the stream keeping up): write-back still coalesces. 4,096
 			// is intake.catch_up_batch, the transaction over a backlog.
 			name += fmt.Sprintf("/batch=%d", c.batch)
+		}
+		if c.ids {
+			// Every event with a producer's id (Nats-Msg-Id), random as
+			// UUIDs are: the engine records each one.
+			name += "/ids"
 		}
 		b.Run(name, func(b *testing.B) {
 			e := newBenchEngine(b, c.journal)
@@ -144,7 +155,11 @@ func BenchmarkHandleBatch(b *testing.B) {
 			defer cpumeter.Start().Report(b)
 			for b.Loop() {
 				seq++
-				batch = append(batch, prepared(b, e, seq, "shipments.eta_updated", benchEvent(int(seq*7919%4000), reasons[seq%10])))
+				id := ""
+				if c.ids {
+					id = fmt.Sprintf("%016x", seq*0x9e3779b97f4a7c15)
+				}
+				batch = append(batch, preparedID(b, e, seq, id, "shipments.eta_updated", benchEvent(int(seq*7919%4000), reasons[seq%10])))
 				if len(batch) == cap(batch) {
 					if err := e.HandleBatch(ctx, batch); err != nil {
 						b.Fatal(err)

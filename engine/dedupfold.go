@@ -79,24 +79,50 @@ func (e *Engine) logMark(b *batch, rule, key string, until int64, notif string) 
 	b.marks.add(e.markID, rule, key, until, notif)
 }
 
-// foldTo is the log id up to which the batch about to commit folds the
-// log; 0 when it does not. A fold is due a second after the last one
-// ended, past foldMax marks, when everything is written (flushAll), and
-// while a fold goes on over several batches (markLog beyond one chunk).
-func (e *Engine) foldTo(b *batch) int64 {
-	if len(e.markLog) == 0 {
+// logFold is when a log (the dedup marks', the producers' event ids')
+// is folded into its table next.
+type logFold struct {
+	// last is when the last fold ended; folding says one goes on over
+	// several batches.
+	last    time.Time
+	folding bool
+}
+
+// bound is the log id up to which batch b folds a log of n entries, the
+// i-th with log id idAt(i) and the newest lastID, of which pending are
+// held in memory; 0 when it does not fold. A fold is due a second after
+// the last one ended, past foldMax entries in memory, when everything is
+// written (flushAll), and while a fold goes on over several batches (a
+// log longer than one chunk).
+func (f *logFold) bound(now time.Time, b *batch, n, pending int, idAt func(int) int64, lastID int64) int64 {
+	if n == 0 {
 		return 0
 	}
 	if b.flushAll {
-		return e.markID
+		return lastID
 	}
-	if !e.folding && len(e.pendingMarks) < foldMax && e.now().Before(e.lastFold.Add(foldEvery)) {
+	if !f.folding && pending < foldMax && now.Before(f.last.Add(foldEvery)) {
 		return 0
 	}
-	if chunk := max(foldChunk, foldPerEvent*b.events); len(e.markLog) > chunk {
-		return e.markLog[chunk-1].id
+	if chunk := max(foldChunk, foldPerEvent*b.events); n > chunk {
+		return idAt(chunk - 1)
 	}
-	return e.markID
+	return lastID
+}
+
+// done takes a committed fold into account: rest entries are still in
+// the log.
+func (f *logFold) done(now time.Time, rest int) {
+	f.folding = rest > 0
+	if !f.folding {
+		f.last = now
+	}
+}
+
+// foldTo is the log id up to which the batch about to commit folds the
+// dedup log; 0 when it does not.
+func (e *Engine) foldTo(b *batch) int64 {
+	return e.markFold.bound(e.now(), b, len(e.markLog), len(e.pendingMarks), func(i int) int64 { return e.markLog[i].id }, e.markID)
 }
 
 // marksRolledBack undoes the batch's marks in memory, newest first.
@@ -132,27 +158,29 @@ func (e *Engine) marksCommitted(b *batch) {
 		n++
 	}
 	e.markLog = compact(e.markLog, n)
-	e.folding = len(e.markLog) > 0
-	if !e.folding {
-		e.lastFold = e.now()
-	}
+	e.markFold.done(e.now(), len(e.markLog))
 }
 
-// foldAtStart folds what the log holds from before this start, so the
-// dedup table (and the key filter loaded from it) is whole.
+// foldAtStart folds what the logs (dedup marks, event ids) hold from
+// before this start, so their tables (and the key filters loaded from
+// them) are whole.
 func (e *Engine) foldAtStart(ctx context.Context) error {
 	tx, err := e.st.W.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("engine: fold dedup marks: %w", err)
+		return fmt.Errorf("engine: fold the logs: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	if err := foldLog(ctx, tx, foldAll); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("engine: fold dedup marks: %w", err)
+	if err := foldSeen(ctx, tx, foldAll); err != nil {
+		return fmt.Errorf("engine: %w", err)
 	}
-	e.lastFold = e.now()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("engine: fold the logs: %w", err)
+	}
+	e.markFold.last = e.now()
+	e.seenFold.last = e.now()
 	return nil
 }
 
@@ -166,35 +194,51 @@ func insertMarks() *store.Bulk {
 // only before the commit starts.
 func (e *Engine) writeMarks(ctx context.Context, b *batch) error {
 	b.foldedTo = e.foldTo(b)
-	if b.marks.rows() == 0 && b.foldedTo == 0 {
-		return nil
-	}
-	if b.pipe != nil {
-		b.unsynced |= tOther
-		if b.marks.rows() > 0 {
-			b.pipe.add(stmt{bulk: b.marks.ins, args: b.marks.take()})
-		}
-		if b.foldedTo != 0 {
-			b.pipe.add(stmt{q: foldMarks, args: []any{b.foldedTo}})
-			b.pipe.add(stmt{q: emptyLog, args: []any{b.foldedTo}})
-		}
-		return nil
-	}
-	if err := b.marks.flush(ctx, b.tx); err != nil {
-		return err
-	}
-	if b.foldedTo != 0 {
-		return foldLog(ctx, b.tx, b.foldedTo)
-	}
-	return nil
+	return b.writeLog(ctx, &b.marks, b.foldedTo, foldMarkStmts)
 }
+
+// foldMarkStmts fold the dedup log into the dedup table.
+var foldMarkStmts = [2]string{foldMarks, emptyLog}
 
 // foldLog folds the dedup log's marks up to id upTo into the dedup table
 // and deletes them from the log.
 func foldLog(ctx context.Context, ex store.Execer, upTo int64) error {
-	for _, q := range []string{foldMarks, emptyLog} {
+	return runFold(ctx, ex, foldMarkStmts, upTo)
+}
+
+// writeLog queues a batch's log rows and, when upTo is set, the fold of
+// the log up to that id after them (in place without a pipe).
+func (b *batch) writeLog(ctx context.Context, rows *rowBuffer, upTo int64, fold [2]string) error {
+	if rows.rows() == 0 && upTo == 0 {
+		return nil
+	}
+	if b.pipe != nil {
+		b.unsynced |= tOther
+		if rows.rows() > 0 {
+			b.pipe.add(stmt{bulk: rows.ins, args: rows.take()})
+		}
+		if upTo != 0 {
+			for _, q := range fold {
+				b.pipe.add(stmt{q: q, args: []any{upTo}})
+			}
+		}
+		return nil
+	}
+	if err := rows.flush(ctx, b.tx); err != nil {
+		return err
+	}
+	if upTo != 0 {
+		return runFold(ctx, b.tx, fold, upTo)
+	}
+	return nil
+}
+
+// runFold runs a fold's two statements (into the table, out of the log)
+// up to log id upTo.
+func runFold(ctx context.Context, ex store.Execer, fold [2]string, upTo int64) error {
+	for _, q := range fold {
 		if _, err := ex.ExecContext(ctx, q, upTo); err != nil {
-			return fmt.Errorf("store: fold dedup marks: %w", err)
+			return fmt.Errorf("store: fold a log: %w", err)
 		}
 	}
 	return nil

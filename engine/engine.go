@@ -149,9 +149,9 @@ type Engine struct {
 	rebuilt          chan rebuiltFilter
 	filterRebuildMin int
 	// pendingMarks are the dedup marks set since the last fold of the
-	// dedup log (dedupfold.go); lastFold is when that was.
+	// dedup log (dedupfold.go); markFold is when it is folded next.
 	pendingMarks map[[2]string]dedupVal
-	lastFold     time.Time
+	markFold     logFold
 	// wmBehind and wmAt are the intake's watermark (Watermark): while
 	// events wait in the stream, time-driven work acts only up to wmAt.
 	wmBehind bool
@@ -160,13 +160,18 @@ type Engine struct {
 	// after a wait of quietGap means the stream is quiet.
 	lastBatch time.Time
 	// markLog are the marks of the log not folded yet, in log order, and
-	// markID the last log id given; folding says a fold goes on over
-	// several batches.
+	// markID the last log id given.
 	markLog []loggedMark
 	markID  int64
-	folding bool
 	// marksIns appends dedup_log rows.
 	marksIns *store.Bulk
+	// The producers' event ids not folded into seen_ids yet (seenlog.go):
+	// by id, the stream sequence each came with, and in log order.
+	pendingSeen map[string]uint64
+	seenLog     []loggedSeen
+	seenID      int64
+	seenFold    logFold
+	seenIns     *store.Bulk
 	// tmplData is the map templates render from (templateData).
 	tmplData map[string]any
 	// keys shares field names and short values among decoded events and
@@ -204,6 +209,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		keys:         event.NewInterner(),
 		pendingMarks: map[[2]string]dedupVal{},
 		marksIns:     insertMarks(),
+		pendingSeen:  map[string]uint64{},
+		seenIns:      store.Insert("seen_log (id, eid, at, seq)", 4),
 	}
 	e.rebuilt = make(chan rebuiltFilter, len(e.filterSpecs()))
 	e.filterRebuildMin = cmp.Or(o.FilterRebuildMin, filterRebuildMin)

@@ -158,9 +158,10 @@ func (e *Engine) filterSpecs() []filterSpec {
 		{"dedup", &e.dedupKeys, "dedup", `SELECT rule, key FROM dedup UNION ALL SELECT rule, key FROM dedup_log`},
 		// The outbox_entity index (rule, ekey, created_at) covers this.
 		{"outbox", &e.outboxKeys, "outbox", `SELECT rule, ekey FROM outbox`},
-		// The idem_key and seen_ids primary key indexes cover these.
+		// The idem_key and seen_ids primary key indexes cover these; the
+		// ids still in the log count, as the dedup marks do.
 		{"idem", &e.idemKeys, "outbox", `SELECT idem_key, '' FROM outbox`},
-		{"seen", &e.seenKeys, "seen_ids", `SELECT id, '' FROM seen_ids`},
+		{"seen", &e.seenKeys, "seen_ids", `SELECT id, '' FROM seen_ids UNION ALL SELECT eid, '' FROM seen_log`},
 	}
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -300,12 +299,11 @@ func (e *Engine) Rebuild(ctx context.Context, raw event.Raw) error {
 	}
 	if ev.ExplicitID {
 		// A repeat of an id seen at another sequence was skipped.
-		var seq int64
-		err := e.st.W.QueryRowContext(ctx, `SELECT seq FROM seen_ids WHERE id = ?`, ev.ID).Scan(&seq)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		seq, ok, err := e.seenSeq(ctx, ev.ID)
+		if err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
-		if err == nil && seq != 0 && uint64(seq) != ev.Seq {
+		if ok && seq != 0 && seq != ev.Seq {
 			return nil
 		}
 	}

@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.MaxWait, "max-wait", 0, "intake.max_wait (default: the daemon's)")
 	fs.IntVar(&o.EntityCache, "entity-cache", 0, "intake.entity_cache (default: the daemon's)")
 	fs.BoolVar(&journal, "journal", true, "keep the per-event journal (intake.journal)")
+	fs.BoolVar(&o.IDs, "ids", false, "publish every event with a Nats-Msg-Id, as producers that set event ids do (the engine records each id to drop redelivered copies)")
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine run to FILE, and of the outbox burst to FILE.burst")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write the allocations of the engine run to FILE (and those before it to FILE.base: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")

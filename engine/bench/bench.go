@@ -70,6 +70,11 @@ type Options struct {
 	// Journal keeps the per-event journal (intake.journal); default on, as
 	// in the daemon.
 	Journal *bool
+	// IDs publishes every event with a Nats-Msg-Id, as producers that set
+	// their own event ids do: the engine then records each id (seen_ids)
+	// to drop a redelivered copy, and the server tracks it for its
+	// duplicate window.
+	IDs bool
 	// Batch is intake.batch (default: the daemon's default).
 	Batch int
 	// CatchUpBatch is intake.catch_up_batch (0: the daemon's default).
@@ -111,7 +116,9 @@ type Report struct {
 	Orders    int     `json:"orders"`
 	Customers int     `json:"customers"`
 	Journal   bool    `json:"journal"`
-	Batch     int     `json:"batch"`
+	// IDs: every event carried a Nats-Msg-Id (Options.IDs).
+	IDs   bool `json:"event_ids"`
+	Batch int  `json:"batch"`
 	// CatchUpBatch is intake.catch_up_batch: the batch over a backlog.
 	CatchUpBatch int `json:"catch_up_batch"`
 	AvgBytes     int `json:"avg_event_bytes"`
@@ -251,11 +258,24 @@ type runner struct {
 	sent   int
 }
 
+// eventID is the id of the bench's i-th event: UUID-shaped and random
+// looking, as most producers' ids are (a random key is the costly case for
+// the id's B-tree; a time-ordered one appends).
+func eventID(i int) string {
+	mix := func(x uint64) uint64 { // splitmix64's finalizer
+		x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+		x = (x ^ x>>27) * 0x94d049bb133111eb
+		return x ^ x>>31
+	}
+	a, b := mix(uint64(i)+1), mix(uint64(i)^0x9e3779b97f4a7c15)
+	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", a>>32, a>>16&0xffff, a&0xfff, b>>48&0x3fff|0x8000, b&0xffffffffffff)
+}
+
 // Run runs the whole bench and returns its report.
 func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	o.defaults()
 	rep = &Report{Machine: machine(), Rules: o.Rules, Matching: o.Matching, Events: o.Events,
-		Orders: o.Orders, Customers: o.Customers, Journal: o.Journal == nil || *o.Journal, Load: loadAvg()}
+		Orders: o.Orders, Customers: o.Customers, Journal: o.Journal == nil || *o.Journal, IDs: o.IDs, Load: loadAvg()}
 	r, done, err := newRunner(o)
 	if err != nil {
 		return nil, err
@@ -497,7 +517,11 @@ func (r *runner) publish(ctx context.Context, n int, rate float64) (*published, 
 			p.fire = append(p.fire, ev.fires >= 0)
 		}
 		// A loaded machine may take a while to ack: wait rather than fail.
-		if _, err := r.js.PublishAsync(ev.subject, ev.body, jetstream.WithStallWait(time.Minute)); err != nil {
+		opts := []jetstream.PublishOpt{jetstream.WithStallWait(time.Minute)}
+		if r.o.IDs {
+			opts = append(opts, jetstream.WithMsgID(eventID(r.sent)))
+		}
+		if _, err := r.js.PublishAsync(ev.subject, ev.body, opts...); err != nil {
 			return nil, fmt.Errorf("bench: publish: %w", err)
 		}
 		if i%20000 == 19999 && rate == 0 {

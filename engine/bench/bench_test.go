@@ -162,3 +162,28 @@ func TestTargetsVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchWithEventIDs: with --ids every event carries a Nats-Msg-Id, all
+// different, so the engine (which drops a repeated id) still produces
+// every notification the generator expects.
+func TestBenchWithEventIDs(t *testing.T) {
+	seen := map[string]bool{}
+	for i := range 100_000 {
+		id := eventID(i)
+		if len(id) != 36 || id[8] != '-' || id[14] != '4' || seen[id] {
+			t.Fatalf("event %d: id %q is not a new UUID-shaped id", i, id)
+		}
+		seen[id] = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := Run(ctx, Options{Rules: 20, Matching: 5, Events: 2000, Rate: -1, LatencyFor: 200 * time.Millisecond, Burst: -1,
+		IDs: true, Dir: t.TempDir(), Progress: &progress})
+	if err != nil {
+		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
+	}
+	if !rep.IDs || rep.Expected == 0 || rep.Delivered != rep.Expected || rep.Unexpected != 0 {
+		t.Errorf("ids %v; notifications: %d expected, %d delivered, %d unexpected", rep.IDs, rep.Expected, rep.Delivered, rep.Unexpected)
+	}
+}

@@ -13,8 +13,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	m := r.Machine
 	p("machine", "%d CPU (%s), %d MB, %s %s", m.CPUs, m.Model, m.MemMB, m.GoVer, m.GOARCH)
 	p("load (1/5/15 min)", "%s before, %s after", r.Load, r.LoadAfter)
-	p("workload", "%d events (~%d bytes), %d rules (%d per event over %d subjects), %d orders, %d customers, batch %d (%d behind), journal %t",
-		r.Events, r.AvgBytes, r.Rules, r.Matching, r.Subjects, r.Orders, r.Customers, r.Batch, r.CatchUpBatch, r.Journal)
+	p("workload", "%d events (~%d bytes), %d rules (%d per event over %d subjects), %d orders, %d customers, batch %d (%d behind), journal %t, event ids %t",
+		r.Events, r.AvgBytes, r.Rules, r.Matching, r.Subjects, r.Orders, r.Customers, r.Batch, r.CatchUpBatch, r.Journal, r.IDs)
 	p("publish", "%.0f events/s", r.PublishRate)
 	p("raw JetStream consume", "%.0f events/s (AckAll per batch, no processing)", r.RawRate)
 	p("engine", "%.0f events/s (%.1fs for the backlog)", r.EngineRate, r.EngineSecs)

@@ -283,6 +283,11 @@ var schema = []string{
 	// Ids derived from the stream sequence need no row: the consumer
 	// position in meta covers them.
 	`CREATE TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY, at INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
+	// Those ids as the engine records them, appended with each batch and
+	// folded into seen_ids in id order about once a second
+	// (engine/seenlog.go): an append places no random key.
+	`CREATE TABLE IF NOT EXISTS seen_log (
+		id INTEGER PRIMARY KEY, eid TEXT NOT NULL, at INTEGER NOT NULL, seq INTEGER NOT NULL)`,
 	// The per-entity journal of received events has a file of its own
 	// (journal.go).
 	// Every verdict, one row each.
