@@ -91,17 +91,17 @@ type logFold struct {
 // bound is the log id up to which batch b folds a log of n entries, the
 // i-th with log id idAt(i) and the newest lastID, of which pending are
 // held in memory; 0 when it does not fold. A fold is due a second after
-// the last one ended, past foldMax entries in memory, when everything is
+// the last one ended, past most entries in memory, when everything is
 // written (flushAll), and while a fold goes on over several batches (a
 // log longer than one chunk).
-func (f *logFold) bound(now time.Time, b *batch, n, pending int, idAt func(int) int64, lastID int64) int64 {
+func (f *logFold) bound(now time.Time, b *batch, n, pending, most int, idAt func(int) int64, lastID int64) int64 {
 	if n == 0 {
 		return 0
 	}
 	if b.flushAll {
 		return lastID
 	}
-	if !f.folding && pending < foldMax && now.Before(f.last.Add(foldEvery)) {
+	if !f.folding && pending < most && now.Before(f.last.Add(foldEvery)) {
 		return 0
 	}
 	if chunk := max(foldChunk, foldPerEvent*b.events); n > chunk {
@@ -122,7 +122,7 @@ func (f *logFold) done(now time.Time, rest int) {
 // foldTo is the log id up to which the batch about to commit folds the
 // dedup log; 0 when it does not.
 func (e *Engine) foldTo(b *batch) int64 {
-	return e.markFold.bound(e.now(), b, len(e.markLog), len(e.pendingMarks), func(i int) int64 { return e.markLog[i].id }, e.markID)
+	return e.markFold.bound(e.now(), b, len(e.markLog), len(e.pendingMarks), foldMax, func(i int) int64 { return e.markLog[i].id }, e.markID)
 }
 
 // marksRolledBack undoes the batch's marks in memory, newest first.

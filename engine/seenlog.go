@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/proactived/proactived/engine/store"
@@ -31,6 +32,13 @@ const (
 		ON CONFLICT (id) DO NOTHING`
 	emptySeenLog = `DELETE FROM seen_log WHERE id <= ?`
 )
+
+// seenFoldMax folds the id log at once past this many ids in memory.
+// Every event may bring one, so a second's ids at full speed are many
+// more than a second's dedup marks: with foldMax (50,000) here, the
+// daemon's peak RSS over a million entities with ids was 258–277 MB,
+// with 16,384 249–259 MB (BENCHMARKS.md, seventeenth round).
+const seenFoldMax = 16_384
 
 // foldSeenStmts fold the id log into seen_ids.
 var foldSeenStmts = [2]string{foldSeenIDs, emptySeenLog}
@@ -63,6 +71,8 @@ func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now 
 			return false, err
 		}
 	}
+	// A copy: the id may share the memory of the message's headers.
+	id = strings.Clone(id)
 	e.seenKeys.add(id, "")
 	e.seenID++
 	e.pendingSeen[id] = seq
@@ -91,7 +101,7 @@ func (e *Engine) seenSeq(ctx context.Context, id string) (seq uint64, ok bool, e
 // writeSeen queues the batch's id log rows and, when due, the fold after
 // them.
 func (e *Engine) writeSeen(ctx context.Context, b *batch) error {
-	b.seenFoldedTo = e.seenFold.bound(e.now(), b, len(e.seenLog), len(e.pendingSeen), func(i int) int64 { return e.seenLog[i].logID }, e.seenID)
+	b.seenFoldedTo = e.seenFold.bound(e.now(), b, len(e.seenLog), len(e.pendingSeen), seenFoldMax, func(i int) int64 { return e.seenLog[i].logID }, e.seenID)
 	return b.writeLog(ctx, &b.seen, b.seenFoldedTo, foldSeenStmts)
 }
 
