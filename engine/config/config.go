@@ -126,7 +126,25 @@ type Intake struct {
 	// EntityCache bounds the entities kept decoded in memory (about 2 KB
 	// each); the rest are read from SQLite when an event needs them.
 	EntityCache int `yaml:"entity_cache"`
+	// IDWindow (beside SPEC) is how long producers' event ids
+	// (Nats-Msg-Id, CloudEvents id) are remembered to drop a retry that
+	// comes back with a new stream sequence; at most `retention`, 0 = as
+	// long as it. Default 7 days: every id is a row, and ninety days of
+	// them is a table that makes every new id cost more (BENCHMARKS.md,
+	// seventeenth round).
+	IDWindow *Duration `yaml:"id_window"`
 }
+
+// IDWindowOrDefault is intake.id_window with its default (7 days).
+func (i Intake) IDWindowOrDefault() time.Duration {
+	if i.IDWindow == nil {
+		return DefaultIDWindow
+	}
+	return i.IDWindow.D()
+}
+
+// DefaultIDWindow is intake.id_window's default.
+const DefaultIDWindow = 7 * 24 * time.Hour
 
 // StateFlushEvery is intake.state_flush with its default (1s).
 func (i Intake) StateFlushEvery() time.Duration {
@@ -398,7 +416,7 @@ var cfgShape = shape{
 		"retry":          {"attempts": nil, "backoff": nil, "max_backoff": nil, "timeout": nil, "probe": nil},
 		"schedule_grace": nil,
 	},
-	"intake":    {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil},
+	"intake":    {"max_event_bytes": nil, "batch": nil, "catch_up_batch": nil, "max_wait": nil, "journal": nil, "state_flush": nil, "entity_cache": nil, "id_window": nil},
 	"support":   {"subject": nil},
 	"log":       {"level": nil, "format": nil},
 	"retention": nil,
@@ -478,6 +496,9 @@ func (c *Config) Validate() error {
 		if _, err := ParseClock(qh.End); err != nil {
 			errs = append(errs, fmt.Sprintf("policy.quiet_hours.end: %v", err))
 		}
+	}
+	if w := c.Intake.IDWindowOrDefault(); w < 0 {
+		errs = append(errs, "intake.id_window must not be negative (0 remembers event ids as long as retention)")
 	}
 	switch r := c.Retention.D(); {
 	case r < 0:

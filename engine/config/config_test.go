@@ -75,6 +75,7 @@ func TestParseErrorsArePositionedAndSecretFree(t *testing.T) {
 		{"retention too short", "retention: 2h\n", `retention must be at least 24h (or 0 to keep history forever)`},
 		{"retention below the cap's window", "policy: { frequency_cap: { per: 14d } }\nretention: 7d\n", `retention (7d) must cover policy.frequency_cap.per (14d)`},
 		{"negative retention", "retention: -1d\n", `retention must not be negative`},
+		{"negative id window", "intake: { id_window: -1h }\n", `intake.id_window must not be negative`},
 		{"max_in_flight zero", "channels:\n  sms: { type: log, max_in_flight: 0 }\n", `p.yaml:2:36: channel "sms": max_in_flight: want a whole number of at least 1, got "0"`},
 		{"max_in_flight not a number", "channels:\n  sms: { type: log, max_in_flight: few }\n", `channel "sms": max_in_flight: want a whole number`},
 	}
@@ -100,6 +101,20 @@ func TestRetention(t *testing.T) {
 		cfg := Default()
 		if err := Parse(cfg, "p.yaml", []byte(doc), env(nil)); err != nil || cfg.Retention.D() != want {
 			t.Errorf("%q: retention %v, err %v; want %v", doc, cfg.Retention, err, want)
+		}
+	}
+}
+
+// TestIDWindow: producers' event ids are remembered 7 days unless set; 0
+// is "as long as retention".
+func TestIDWindow(t *testing.T) {
+	if got := Default().Intake.IDWindowOrDefault(); got != 7*24*time.Hour {
+		t.Errorf("default id window %v", got)
+	}
+	for doc, want := range map[string]time.Duration{"intake: { id_window: 0 }\n": 0, "intake: { id_window: 24h }\n": 24 * time.Hour, "intake: { id_window: 30d }\n": 30 * 24 * time.Hour} {
+		cfg := Default()
+		if err := Parse(cfg, "p.yaml", []byte(doc), env(nil)); err != nil || cfg.Intake.IDWindowOrDefault() != want {
+			t.Errorf("%q: id window %v, err %v; want %v", doc, cfg.Intake.IDWindowOrDefault(), err, want)
 		}
 	}
 }

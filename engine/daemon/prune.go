@@ -12,6 +12,7 @@ import (
 // every PruneEvery until ctx ends.
 func (d *Daemon) runPruner(ctx context.Context) {
 	p := d.st.NewPruner()
+	p.IDKeep = d.cfg.Intake.IDWindowOrDefault()
 	t := time.NewTimer(min(d.o.PruneEvery, time.Minute))
 	defer t.Stop()
 	for {
@@ -35,7 +36,7 @@ func (d *Daemon) pruneRound(ctx context.Context, p *store.Pruner) {
 	case err != nil && ctx.Err() == nil:
 		d.log.Warn("pruning old history failed; trying again next round", "err", err, "next", d.o.PruneEvery)
 	case err == nil && len(total) > 0:
-		d.log.Info("pruned old history", "retention", d.cfg.Retention, "rows", total, "took", time.Since(start).Round(time.Millisecond))
+		d.log.Info("pruned old history", "retention", d.cfg.Retention, "id_window", p.IDKeep, "rows", total, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 

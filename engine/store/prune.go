@@ -43,8 +43,11 @@ const WaitingStatuses = `('pending', 'deferred', 'retry', 'sending')`
 // Pruner deletes history older than a retention period. It is used by one
 // goroutine at a time.
 type Pruner struct {
-	s    *Store
-	page int
+	// IDKeep is how long producers' event ids are remembered (seen_ids),
+	// at most the retention; 0: as long as the retention.
+	IDKeep time.Duration
+	s      *Store
+	page   int
 	// cursors: where each table's walk goes on (a rowid or a key, as
 	// SQL arguments); nil = from the start.
 	cursors map[string][]any
@@ -125,6 +128,16 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 		name: "dedup", db: p.s.W, tbl: "dedup", key: []string{"rule", "key"},
 		cond: `until < ?`, args: []any{Millis(now)},
 	}}
+	// Producers' event ids have a window of their own (IDKeep), at most
+	// the retention.
+	idKeep := p.IDKeep
+	if idKeep <= 0 || keep > 0 && keep < idKeep {
+		idKeep = keep
+	}
+	if idKeep > 0 {
+		walks = append(walks, walk{name: "seen_ids", db: p.s.W, tbl: "seen_ids", key: []string{"id"},
+			cond: `at < ?`, args: []any{Millis(now.Add(-idKeep))}})
+	}
 	if keep > 0 {
 		cutoff := Millis(now.Add(-keep))
 		// Tables aged by arrival: walked in id order up to the marked id
@@ -146,8 +159,6 @@ func (p *Pruner) Step(ctx context.Context, now time.Time, keep time.Duration) (d
 				cond: `at < ? AND id < (SELECT max(id) FROM attempts)`, args: []any{cutoff}},
 			walk{name: "contacts", db: p.s.W, tbl: "contacts", key: []string{"id"}, ord: "id", until: contacts + 1,
 				cond: `id <= ? AND id < (SELECT max(id) FROM contacts)`, args: []any{contacts}},
-			walk{name: "seen_ids", db: p.s.W, tbl: "seen_ids", key: []string{"id"},
-				cond: `at < ?`, args: []any{cutoff}},
 			walk{name: "journal", db: p.s.Journal.db, tbl: "journal_chunks", key: []string{"id"}, ord: "id", until: chunks + 1,
 				cond: `id <= ?`, args: []any{chunks}},
 			// Look-up entries whose row is gone. Readers skip them anyway

@@ -296,3 +296,71 @@ func BenchmarkPruneStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*PrunePage)/1000, "µs/notification")
 }
+
+// TestPruneForgetsEventIDsAfterTheirWindow: producers' event ids have a
+// window of their own (intake.id_window), at most the retention; history
+// within the retention stays.
+func TestPruneForgetsEventIDsAfterTheirWindow(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, c := range []struct {
+		name         string
+		keep, idKeep time.Duration
+		left         []string // ids left, of e-2d, e-8d, e-40d
+	}{
+		{"window shorter than the retention", 30 * day, 7 * day, []string{"e-2d"}},
+		{"history kept forever, ids a week", 0, 7 * day, []string{"e-2d"}},
+		{"window longer than the retention", 7 * day, 30 * day, []string{"e-2d"}},
+		{"window 0: as long as the retention", 30 * day, 0, []string{"e-2d", "e-8d"}},
+		{"both forever", 0, 0, []string{"e-2d", "e-40d", "e-8d"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := openAt(t, filepath.Join(t.TempDir(), "p.db"))
+			defer st.Close()
+			for _, d := range []int{40, 8, 2} {
+				at := Millis(now.Add(-time.Duration(d) * day))
+				if _, err := st.W.ExecContext(ctx, `INSERT INTO seen_ids (id, at) VALUES (?, ?)`, fmt.Sprintf("e-%dd", d), at); err != nil {
+					t.Fatal(err)
+				}
+				// Two decisions as old, oldest first (the newest row of a
+				// table stays whatever its age).
+				for range 2 {
+					if _, err := st.W.ExecContext(ctx, `INSERT INTO decisions (at, rule, etype, ekey, customer, verdict, reason, notification, event) VALUES (?, 'r', 'order', 'o', 'c', 'sent', '', '', '')`, at); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			p := st.NewPruner()
+			p.IDKeep = c.idKeep
+			pruneAll(t, p, now, c.keep)
+			rows, err := st.R.Query(`SELECT id FROM seen_ids ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var left []string
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				left = append(left, id)
+			}
+			if fmt.Sprint(left) != fmt.Sprint(c.left) {
+				t.Errorf("ids left %v, want %v", left, c.left)
+			}
+			// Decisions follow the retention alone.
+			want := 6
+			switch c.keep {
+			case 30 * day:
+				want = 4
+			case 7 * day:
+				want = 2
+			}
+			if n := count(t, st, `SELECT count(*) FROM decisions`); n != want {
+				t.Errorf("%d decisions left, want %d", n, want)
+			}
+		})
+	}
+}
