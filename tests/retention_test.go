@@ -184,3 +184,74 @@ rules:
 		t.Fatalf("reload: want a warning for long-cap with its position:\n%s", e.logs.String())
 	}
 }
+
+// TestEventIDWindow: with `intake: { id_window: 1d }` a producer's event
+// id is remembered for a day of the daemon's clock, though the retention
+// keeps history for thirty: a retry with the same id within the day has
+// no effect; after it, the id is forgotten and the same id is a new
+// event.
+func TestEventIDWindow(t *testing.T) {
+	vc := clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
+	e := startWith(t, testdata("shop"), shopConfig+"retention: 30d\nintake: { id_window: 1d }\n", func(o *daemon.Options) {
+		o.Clock = vc
+		o.PruneEvery = 20 * time.Millisecond
+	})
+	seedCustomers(e)
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := e.d.Store().R.QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// sentinel publishes a late ETA for a parcel of its own, without an
+	// id, and waits for its notification: everything published before it
+	// was taken in.
+	sent := 0
+	sentinel := func(parcel string) {
+		t.Helper()
+		e.publish("logistics.parcel.created", fmt.Sprintf(`{"parcel_ref":%q,"cust":"c-ru","promised":"2026-11-20T18:00:00Z"}`, parcel), "")
+		e.publish("logistics.parcel.eta", fmt.Sprintf(`{"parcel_ref":%q,"eta":"2026-11-22T12:00:00Z"}`, parcel), "")
+		sent++
+		waitFor(t, 10*time.Second, func() error {
+			if n := count(`SELECT count(*) FROM outbox WHERE ekey = '` + parcel + `'`); n != 1 {
+				return fmt.Errorf("%d notifications for %s", n, parcel)
+			}
+			return nil
+		})
+	}
+	// The ids are CloudEvents ids: a Nats-Msg-Id sent again within two
+	// minutes is dropped by JetStream itself, before proactived sees it.
+	etaWithID := func(eta string) string {
+		return fmt.Sprintf(`{"specversion":"1.0","id":"evt-w","source":"/carrier","type":"eta","datacontenttype":"application/json","data":{"parcel_ref":"p-w","eta":%q}}`, eta)
+	}
+	e.publish("logistics.parcel.created", `{"parcel_ref":"p-w","cust":"c-ru","promised":"2026-11-20T18:00:00Z"}`, "")
+	e.publish("logistics.parcel.eta", etaWithID("2026-11-22T12:00:00Z"), "")
+	// The same id again within the day, with another ETA: no effect.
+	e.publish("logistics.parcel.eta", etaWithID("2026-11-23T12:00:00Z"), "")
+	sentinel("s-1")
+	if n := count(`SELECT count(*) FROM outbox WHERE ekey = 'p-w'`); n != 1 {
+		t.Fatalf("%d notifications for p-w, want 1: the retry within the window was taken in", n)
+	}
+	vc.Advance(2 * 24 * time.Hour)
+	sentinel("s-2") // a batch after the advance folds the id log
+	waitFor(t, 10*time.Second, func() error {
+		if n := count(`SELECT (SELECT count(*) FROM seen_ids WHERE id = 'evt-w') + (SELECT count(*) FROM seen_log WHERE eid = 'evt-w')`); n != 0 {
+			return fmt.Errorf("evt-w still remembered two days on")
+		}
+		return nil
+	})
+	// The history stays: the retention is thirty days.
+	if n := count(`SELECT count(*) FROM decisions WHERE ekey = 'p-w'`); n == 0 {
+		t.Fatal("p-w's decisions were pruned with its event id")
+	}
+	// The same id after the window is a new event.
+	e.publish("logistics.parcel.eta", etaWithID("2026-11-24T12:00:00Z"), "")
+	waitFor(t, 10*time.Second, func() error {
+		if n := count(`SELECT count(*) FROM outbox WHERE ekey = 'p-w'`); n != 2 {
+			return fmt.Errorf("%d notifications for p-w, want 2", n)
+		}
+		return nil
+	})
+}
