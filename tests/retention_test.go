@@ -13,18 +13,34 @@ import (
 	"github.com/proactived/proactived/engine/store"
 )
 
+// startPruning starts the daemon on the shop rules with extra config, a
+// virtual clock and a pruning round every 20 ms, with its customers; count
+// runs a count query on its store.
+func startPruning(t *testing.T, extra string) (e *env, vc *clock.Virtual, count func(q string, args ...any) int) {
+	vc = clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
+	e = startWith(t, testdata("shop"), shopConfig+extra, func(o *daemon.Options) {
+		o.Clock = vc
+		o.PruneEvery = 20 * time.Millisecond
+	})
+	seedCustomers(e)
+	count = func(q string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := e.d.Store().R.QueryRow(q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return e, vc, count
+}
+
 // TestRetentionPrunesOldHistory runs the daemon with `retention: 7d` on a
 // virtual clock: a parcel's decisions, its delivered notification and its
 // attempts are kept while they are younger than seven days, and deleted
 // once the clock is eight days on, while a newer parcel's stay; the
 // metric and the log say what went.
 func TestRetentionPrunesOldHistory(t *testing.T) {
-	vc := clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
-	e := startWith(t, testdata("shop"), shopConfig+"retention: 7d\n", func(o *daemon.Options) {
-		o.Clock = vc
-		o.PruneEvery = 20 * time.Millisecond
-	})
-	seedCustomers(e)
+	e, vc, count := startPruning(t, "retention: 7d\n")
 	notify := func(parcel string, want int) {
 		t.Helper()
 		e.publish("logistics.parcel.created", fmt.Sprintf(`{"parcel_ref":%q,"cust":"c-ru","promised":"2026-11-20T18:00:00Z"}`, parcel), "")
@@ -35,14 +51,6 @@ func TestRetentionPrunesOldHistory(t *testing.T) {
 			}
 			return nil
 		})
-	}
-	count := func(q string, args ...any) int {
-		t.Helper()
-		var n int
-		if err := e.d.Store().R.QueryRow(q, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
 	}
 	notify("p-1", 1)
 	// A support contact forwarded late, stamped a year back: its age is
@@ -191,20 +199,7 @@ rules:
 // no effect; after it, the id is forgotten and the same id is a new
 // event.
 func TestEventIDWindow(t *testing.T) {
-	vc := clock.NewVirtual(time.Now().UTC().Truncate(time.Second))
-	e := startWith(t, testdata("shop"), shopConfig+"retention: 30d\nintake: { id_window: 1d }\n", func(o *daemon.Options) {
-		o.Clock = vc
-		o.PruneEvery = 20 * time.Millisecond
-	})
-	seedCustomers(e)
-	count := func(q string) int {
-		t.Helper()
-		var n int
-		if err := e.d.Store().R.QueryRow(q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	e, vc, count := startPruning(t, "retention: 30d\nintake: { id_window: 1d }\n")
 	// sentinel publishes a late ETA for a parcel of its own, without an
 	// id, and waits for its notification: everything published before it
 	// was taken in.
