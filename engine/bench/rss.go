@@ -28,6 +28,8 @@ type RSSReport struct {
 	// Embedded says the daemon ran its own NATS server (in its process,
 	// so in its RSS); otherwise the server runs in the bench.
 	Embedded bool `json:"embedded_nats"`
+	// IDs: every event carried a Nats-Msg-Id (Options.IDs).
+	IDs bool `json:"event_ids"`
 	// PeakRSSMB and RSSMB are the daemon process's VmHWM and its VmRSS once
 	// every entity was in.
 	PeakRSSMB float64 `json:"daemon_peak_rss_mb"`
@@ -48,7 +50,7 @@ func RunRSS(ctx context.Context, o Options, exe string) (*RSSReport, error) {
 	}
 	o.Events = o.Orders + max(o.Customers, 1)
 	o.defaults()
-	rep := &RSSReport{Machine: machine(), Load: loadAvg(), Rules: o.Rules}
+	rep := &RSSReport{Machine: machine(), Load: loadAvg(), Rules: o.Rules, IDs: o.IDs}
 	r, done, err := newRunner(o)
 	if err != nil {
 		return nil, err
@@ -186,11 +188,11 @@ func (rep *RSSReport) WriteText(w io.Writer) error {
 	}
 	_, err := fmt.Fprintf(w, `machine                %d CPU (%s), %d MB, %s
 load (1/5/15 min)      %s before
-workload               %d entities (one event each), %d rules
+workload               %d entities (one event each), %d rules, event ids %t
 daemon                 %.0f events/s taking them in (from its start)
 entities stored        %d
 daemon RSS             peak %.0f MB, %.0f MB with every entity in (%s)
-`, rep.Machine.CPUs, rep.Machine.Model, rep.Machine.MemMB, rep.Machine.GoVer+" "+rep.Machine.GOARCH, rep.Load, rep.Entities, rep.Rules, rep.EngineRate, rep.Stored, rep.PeakRSSMB, rep.RSSMB, where)
+`, rep.Machine.CPUs, rep.Machine.Model, rep.Machine.MemMB, rep.Machine.GoVer+" "+rep.Machine.GOARCH, rep.Load, rep.Entities, rep.Rules, rep.IDs, rep.EngineRate, rep.Stored, rep.PeakRSSMB, rep.RSSMB, where)
 	return err
 }
 
