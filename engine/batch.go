@@ -178,7 +178,6 @@ const (
 	tOutbox tables = 1 << iota
 	tContacts
 	tTimers
-	tSeen
 	// tOther: entities, meta, decisions — written at commit, never read
 	// back by the batch.
 	tOther

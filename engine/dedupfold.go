@@ -170,11 +170,10 @@ func (e *Engine) foldAtStart(ctx context.Context) error {
 		return fmt.Errorf("engine: fold the logs: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	if err := foldLog(ctx, tx, foldAll); err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	if err := foldSeen(ctx, tx, foldAll); err != nil {
-		return fmt.Errorf("engine: %w", err)
+	for _, fold := range [][2]string{foldMarkStmts, foldSeenStmts} {
+		if err := runFold(ctx, tx, fold, foldAll); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("engine: fold the logs: %w", err)
@@ -199,12 +198,6 @@ func (e *Engine) writeMarks(ctx context.Context, b *batch) error {
 
 // foldMarkStmts fold the dedup log into the dedup table.
 var foldMarkStmts = [2]string{foldMarks, emptyLog}
-
-// foldLog folds the dedup log's marks up to id upTo into the dedup table
-// and deletes them from the log.
-func foldLog(ctx context.Context, ex store.Execer, upTo int64) error {
-	return runFold(ctx, ex, foldMarkStmts, upTo)
-}
 
 // writeLog queues a batch's log rows and, when upTo is set, the fold of
 // the log up to that id after them (in place without a pipe).

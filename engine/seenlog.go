@@ -59,9 +59,10 @@ func (e *Engine) seen(ctx context.Context, b *batch, id string, seq uint64, now 
 	if e.seenKeys.mayHave(id, "") {
 		// Folds write seen_ids, and an id stays in pendingSeen until its
 		// fold committed: the batch's transaction, with or without the
-		// pipe's fold run yet, answers for every id not in memory.
+		// pipe's fold run yet, answers for every id not in memory, so the
+		// read need not wait for the pipe.
 		var one int
-		err := b.reader(0).QueryRowContext(ctx, `SELECT 1 FROM seen_ids WHERE id = ?`, id).Scan(&one)
+		err := b.tx.QueryRowContext(ctx, `SELECT 1 FROM seen_ids WHERE id = ?`, id).Scan(&one)
 		if err == nil {
 			return true, nil
 		}
@@ -103,11 +104,6 @@ func (e *Engine) seenSeq(ctx context.Context, id string) (seq uint64, ok bool, e
 func (e *Engine) writeSeen(ctx context.Context, b *batch) error {
 	b.seenFoldedTo = e.seenFold.bound(e.now(), b, len(e.seenLog), len(e.pendingSeen), seenFoldMax, func(i int) int64 { return e.seenLog[i].logID }, e.seenID)
 	return b.writeLog(ctx, &b.seen, b.seenFoldedTo, foldSeenStmts)
-}
-
-// foldSeen folds the id log up to log id upTo into seen_ids.
-func foldSeen(ctx context.Context, ex store.Execer, upTo int64) error {
-	return runFold(ctx, ex, foldSeenStmts, upTo)
 }
 
 // seenRolledBack forgets the ids the batch logged.
